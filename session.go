@@ -1,0 +1,299 @@
+package oidcauth
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+
+	"github.com/oidcauth/oidcauth/internal/cookies"
+	"github.com/oidcauth/oidcauth/internal/seal"
+)
+
+// User is the signed-in user, as the IdP described them at login.
+type User struct {
+	// Subject is the IdP's stable identifier for the user (the sub claim).
+	Subject string `json:"sub"`
+	// Email is the user's email address, if the IdP shared it.
+	Email string `json:"email,omitempty"`
+	// Name is the user's display name; when the IdP gives none, the email,
+	// then the preferred username.
+	Name string `json:"name,omitempty"`
+	// PreferredUsername is the user's short name at the IdP.
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	// Issuer is the IdP that authenticated the user (the iss claim).
+	Issuer string `json:"iss,omitempty"`
+}
+
+// Session is what oidcauth keeps about one login. A SessionStore persists it.
+type Session struct {
+	User
+	// SID is the IdP's session id (the ID token's sid claim), if any.
+	SID string
+	// IDToken is the raw ID token, sent back to the IdP as id_token_hint
+	// at logout.
+	IDToken string
+	// CreatedAt is when the login completed.
+	CreatedAt time.Time
+	// ExpiresAt is the end of the session's absolute lifetime.
+	ExpiresAt time.Time
+}
+
+// Expired reports whether s has passed its absolute lifetime at now.
+func (s *Session) Expired(now time.Time) bool { return !now.Before(s.ExpiresAt) }
+
+// SessionStore persists sessions between requests. The context for any I/O
+// is the request's. Implementations must be safe for concurrent use.
+type SessionStore interface {
+	// Load returns the request's session, or nil when there is none or it
+	// is invalid, tampered with or expired. An error means the store could
+	// not answer (for example, its server is down); oidcauth then fails
+	// closed with 503.
+	Load(r *http.Request) (*Session, error)
+	// Save starts s as a brand-new session for the request's client,
+	// replacing whatever session it had.
+	Save(w http.ResponseWriter, r *http.Request, s *Session) error
+	// Delete ends the request's session, if any.
+	Delete(w http.ResponseWriter, r *http.Request) error
+}
+
+// The session codec: a version byte, then tag, uvarint length, bytes for
+// each non-empty field. Unknown tags are skipped, so fields can be added
+// without invalidating existing sessions.
+const codecVersion = 1
+
+const (
+	tagSubject byte = iota + 1
+	tagEmail
+	tagName
+	tagPreferredUsername
+	tagIssuer
+	tagSID
+	tagIDToken
+	tagCreatedAt
+	tagExpiresAt
+)
+
+var errBadSession = errors.New("oidcauth: malformed session")
+
+// MarshalBinary encodes s compactly (no gob, no JSON).
+func (s *Session) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 1, 64+len(s.Subject)+len(s.Email)+len(s.Name)+len(s.PreferredUsername)+len(s.Issuer)+len(s.SID)+len(s.IDToken))
+	b[0] = codecVersion
+	b = appendField(b, tagSubject, s.Subject)
+	b = appendField(b, tagEmail, s.Email)
+	b = appendField(b, tagName, s.Name)
+	b = appendField(b, tagPreferredUsername, s.PreferredUsername)
+	b = appendField(b, tagIssuer, s.Issuer)
+	b = appendField(b, tagSID, s.SID)
+	b = appendField(b, tagIDToken, s.IDToken)
+	b = appendTime(b, tagCreatedAt, s.CreatedAt)
+	b = appendTime(b, tagExpiresAt, s.ExpiresAt)
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded.
+func (s *Session) UnmarshalBinary(b []byte) error {
+	*s = Session{}
+	if len(b) == 0 || b[0] != codecVersion {
+		return errBadSession
+	}
+	b = b[1:]
+	for len(b) > 0 {
+		tag := b[0]
+		n, k := binary.Uvarint(b[1:])
+		if k <= 0 || n > uint64(len(b)-1-k) {
+			return errBadSession
+		}
+		v := b[1+k : 1+k+int(n)]
+		b = b[1+k+int(n):]
+		switch tag {
+		case tagSubject:
+			s.Subject = string(v)
+		case tagEmail:
+			s.Email = string(v)
+		case tagName:
+			s.Name = string(v)
+		case tagPreferredUsername:
+			s.PreferredUsername = string(v)
+		case tagIssuer:
+			s.Issuer = string(v)
+		case tagSID:
+			s.SID = string(v)
+		case tagIDToken:
+			s.IDToken = string(v)
+		case tagCreatedAt, tagExpiresAt:
+			if len(v) != 8 {
+				return errBadSession
+			}
+			t := time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
+			if tag == tagCreatedAt {
+				s.CreatedAt = t
+			} else {
+				s.ExpiresAt = t
+			}
+		}
+	}
+	if s.Subject == "" || s.ExpiresAt.IsZero() {
+		return errBadSession
+	}
+	return nil
+}
+
+func appendField(b []byte, tag byte, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, tag)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func appendTime(b []byte, tag byte, t time.Time) []byte {
+	if t.IsZero() {
+		return b
+	}
+	b = append(b, tag, 8)
+	return binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
+}
+
+// cookieStore is the default SessionStore: the whole session, encrypted
+// and authenticated with AES-256-GCM, in the client's cookie(s).
+type cookieStore struct {
+	sealer *seal.Sealer
+	base   http.Cookie // name and attributes
+	now    func() time.Time
+}
+
+func newCookieStore(sealer *seal.Sealer, name string, secure bool, now func() time.Time) *cookieStore {
+	return &cookieStore{
+		sealer: sealer,
+		base: http.Cookie{
+			Name:     name,
+			Path:     "/",
+			HttpOnly: true,
+			Secure:   secure,
+			SameSite: http.SameSiteLaxMode,
+		},
+		now: now,
+	}
+}
+
+func (c *cookieStore) Load(r *http.Request) (*Session, error) {
+	v, ok := cookies.GetChunked(r, c.base.Name)
+	if !ok {
+		return nil, nil
+	}
+	b, err := c.sealer.Open(v, c.base.Name)
+	if err != nil {
+		return nil, nil // tampered, truncated or sealed with an unknown key
+	}
+	s := new(Session)
+	if s.UnmarshalBinary(b) != nil || s.Expired(c.now()) {
+		return nil, nil
+	}
+	return s, nil
+}
+
+func (c *cookieStore) Save(w http.ResponseWriter, r *http.Request, s *Session) error {
+	b, err := s.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	ck := c.base
+	ck.MaxAge = int(s.ExpiresAt.Sub(c.now()).Seconds())
+	if ck.MaxAge <= 0 {
+		return errors.New("oidcauth: session already expired")
+	}
+	if !cookies.SetChunked(w, r, ck, c.sealer.Seal(b, c.base.Name)) {
+		return errors.New("oidcauth: session too large for cookies; use a server-side store")
+	}
+	return nil
+}
+
+func (c *cookieStore) Delete(w http.ResponseWriter, r *http.Request) error {
+	cookies.DeleteChunked(w, r, c.base)
+	return nil
+}
+
+// gorillaValueKey is the key of the encoded Session in a gorilla session's
+// Values.
+const gorillaValueKey = "oidcauth"
+
+// GorillaStore adapts any gorilla/sessions Store (filesystem, a database,
+// ...) into a SessionStore. The Session is kept, encoded with
+// Session.MarshalBinary, as one []byte value under the key "oidcauth" of the
+// gorilla session called name; its confidentiality is the store's (give a
+// cookie-based gorilla store an encryption key). Cookie decoding errors mean
+// no session; any other error from the store is a store failure.
+func GorillaStore(store sessions.Store, name string) SessionStore {
+	return &gorillaStore{store: store, name: name, now: time.Now}
+}
+
+type gorillaStore struct {
+	store sessions.Store
+	name  string
+	now   func() time.Time
+}
+
+func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
+	gs, err := g.store.Get(r, g.name)
+	if err != nil {
+		var scErr securecookie.Error
+		if errors.As(err, &scErr) && scErr.IsDecode() {
+			return nil, nil
+		}
+		return nil, err
+	}
+	b, ok := gs.Values[gorillaValueKey].([]byte)
+	if !ok {
+		return nil, nil
+	}
+	s := new(Session)
+	if s.UnmarshalBinary(b) != nil || s.Expired(g.now()) {
+		return nil, nil
+	}
+	return s, nil
+}
+
+func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) error {
+	b, err := s.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	gs, err := g.store.New(r, g.name)
+	if gs == nil {
+		return err
+	}
+	// A brand-new session: a new id for server-side stores, and nothing
+	// carried over from before.
+	gs.ID = ""
+	gs.IsNew = true
+	gs.Values = map[any]any{gorillaValueKey: b}
+	gs.Options = withMaxAge(gs.Options, int(s.ExpiresAt.Sub(g.now()).Seconds()))
+	return gs.Save(r, w)
+}
+
+func (g *gorillaStore) Delete(w http.ResponseWriter, r *http.Request) error {
+	gs, err := g.store.Get(r, g.name)
+	if gs == nil {
+		return err
+	}
+	gs.Values = map[any]any{}
+	gs.Options = withMaxAge(gs.Options, -1)
+	return gs.Save(r, w)
+}
+
+// withMaxAge returns a copy of o (never shared with the store's defaults)
+// with MaxAge set.
+func withMaxAge(o *sessions.Options, maxAge int) *sessions.Options {
+	opts := sessions.Options{Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if o != nil {
+		opts = *o
+	}
+	opts.MaxAge = maxAge
+	return &opts
+}
