@@ -295,7 +295,7 @@ func TestIdPFailuresDuringLogin(t *testing.T) {
 		m      devidp.Misbehavior
 		status int
 	}{
-		"token endpoint 500": {devidp.Misbehavior{TokenStatus: 500}, http.StatusBadGateway},
+		"token endpoint 500":  {devidp.Misbehavior{TokenStatus: 500}, http.StatusBadGateway},
 		"token endpoint slow": {devidp.Misbehavior{TokenDelay: 2 * time.Second}, http.StatusServiceUnavailable},
 	} {
 		t.Run(name, func(t *testing.T) {
