@@ -130,3 +130,12 @@ func storeError(err error) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: "session_store_unavailable",
 		Message: "Sessions are unavailable right now. Please try again shortly.", Err: err}
 }
+
+// Session returns the request's session (nil when anonymous), for code
+// that needs more than the User, such as the raw ID token. An error means
+// the session store could not answer. The Session is shared: do not modify
+// it.
+func (a *Auth) Session(r *http.Request) (*Session, error) {
+	s, _ := a.state(r)
+	return s.session()
+}
