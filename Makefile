@@ -1,20 +1,27 @@
-# make test: everything CI runs. Installs nothing globally that a test
-# does not need; see scripts/.
+# make test: everything CI runs — installs what tests need (scripts/deps),
+# lints, then runs the library's tests and the integration module's.
 GO          ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
-TESTLOG     ?= $(CURDIR)/artifacts/test.log
+ARTIFACTS   ?= $(CURDIR)/artifacts
 
-.PHONY: test lint unit
+.PHONY: test deps lint unit integration
 
-test: lint unit
+test: deps lint unit integration
+
+deps:
+	scripts/deps
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd integration && $(GO) vet ./... && $(STATICCHECK) ./...
 
 # Tests that need a service skip outside make test; here OIDCAUTH_STRICT=1
 # turns such a skip into a failure, and scripts/gotest fails on any skip.
 unit:
-	OIDCAUTH_STRICT=1 scripts/gotest $(TESTLOG) -race -count=1 ./...
+	OIDCAUTH_STRICT=1 scripts/gotest $(ARTIFACTS)/unit.log -race -count=1 ./...
+
+integration:
+	cd integration && OIDCAUTH_STRICT=1 OIDCAUTH_ARTIFACTS=$(ARTIFACTS) ../scripts/gotest $(ARTIFACTS)/integration.log -race -count=1 -timeout 10m ./...

@@ -67,6 +67,13 @@ type Config struct {
 	// SessionCookieName is the session cookie's name (SESSION_COOKIE_NAME).
 	// Empty means "oidcauth".
 	SessionCookieName string
+	// SessionIdleTimeout, when set, ends a session that has not been used
+	// for that long (SESSION_IDLE_TIMEOUT; server-side stores only).
+	SessionIdleTimeout time.Duration
+
+	// RedisURL, when set, keeps sessions in Redis instead of cookies
+	// (REDIS_URL); see the README for the accepted forms.
+	RedisURL string
 }
 
 // Default values used when a Config field is left empty.
@@ -112,6 +119,7 @@ func configFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		PostLogoutRedirectURI: get("OIDC_POST_LOGOUT_REDIRECT_URI"),
 		Userinfo:              UserinfoMode(strings.ToLower(get("OIDC_USERINFO"))),
 		SessionCookieName:     get("SESSION_COOKIE_NAME"),
+		RedisURL:              get("REDIS_URL"),
 	}
 	// Secrets are taken verbatim: surrounding spaces may be part of them.
 	cfg.SessionSecret, _ = lookup("SESSION_SECRET")
@@ -124,6 +132,14 @@ func configFromLookup(lookup func(string) (string, bool)) (Config, error) {
 			errs = append(errs, &ConfigError{"SESSION_MAX_AGE", "must be positive"})
 		} else {
 			cfg.SessionMaxAge = d
+		}
+	}
+	if v := get("SESSION_IDLE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, &ConfigError{"SESSION_IDLE_TIMEOUT", fmt.Sprintf("%q is not a positive Go duration such as 30m", v)})
+		} else {
+			cfg.SessionIdleTimeout = d
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -184,6 +200,14 @@ func (c *Config) Validate() error {
 	}
 	if c.SessionMaxAge < 0 {
 		bad("SESSION_MAX_AGE", "must be positive")
+	}
+	if c.SessionIdleTimeout < 0 {
+		bad("SESSION_IDLE_TIMEOUT", "must be positive")
+	}
+	if c.RedisURL != "" {
+		if err := checkRedisURL(c.RedisURL); err != nil {
+			bad("REDIS_URL", "%v", err)
+		}
 	}
 	if c.SessionCookieName != "" && !validCookieName(c.SessionCookieName) {
 		bad("SESSION_COOKIE_NAME", "%q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~ only)", c.SessionCookieName)

@@ -156,7 +156,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 			MaxAge:   int(loginTTL.Seconds()),
 		},
 	}
-	if a.store == nil {
+	switch {
+	case a.store != nil:
+	case cfg.RedisURL != "":
+		if a.store, err = newRedisSessionStore(cfg, sealer, secure, o.now); err != nil {
+			return nil, err
+		}
+	default:
 		a.store = newCookieStore(sealer, cfg.SessionCookieName, secure, o.now)
 	}
 
