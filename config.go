@@ -71,6 +71,11 @@ type Config struct {
 	// for that long (SESSION_IDLE_TIMEOUT; server-side stores only).
 	SessionIdleTimeout time.Duration
 
+	// APIAudience, when set, turns on bearer-token authentication for API
+	// clients (OIDC_API_AUDIENCE): an Authorization: Bearer JWT must be
+	// signed by the IdP, unexpired, and have this audience.
+	APIAudience string
+
 	// RedisURL, when set, keeps sessions in Redis instead of cookies
 	// (REDIS_URL); see the README for the accepted forms.
 	RedisURL string
@@ -120,6 +125,7 @@ func configFromLookup(lookup func(string) (string, bool)) (Config, error) {
 		Userinfo:              UserinfoMode(strings.ToLower(get("OIDC_USERINFO"))),
 		SessionCookieName:     get("SESSION_COOKIE_NAME"),
 		RedisURL:              get("REDIS_URL"),
+		APIAudience:           get("OIDC_API_AUDIENCE"),
 	}
 	// Secrets are taken verbatim: surrounding spaces may be part of them.
 	cfg.SessionSecret, _ = lookup("SESSION_SECRET")

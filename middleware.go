@@ -2,6 +2,7 @@ package oidcauth
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
@@ -15,9 +16,10 @@ type reqState struct {
 	auth *Auth
 	req  *http.Request
 
-	once sync.Once
-	sess *Session
-	err  error
+	once      sync.Once
+	sess      *Session
+	err       error // the store failed
+	bearerErr error // the request's bearer token was refused
 }
 
 type stateKey struct{}
@@ -31,9 +33,30 @@ func (s *reqState) Value(key any) any {
 	return s.Context.Value(key)
 }
 
+// session loads the request's session once: from its bearer token when
+// bearer authentication is on and it has one, else from the store. A
+// session ended by a back-channel logout is nil.
 func (s *reqState) session() (*Session, error) {
-	s.once.Do(func() { s.sess, s.err = s.auth.store.Load(s.req) })
+	s.once.Do(s.load)
 	return s.sess, s.err
+}
+
+func (s *reqState) load() {
+	a := s.auth
+	if a.bearerVerifier != nil {
+		if raw, ok := bearerToken(s.req); ok {
+			s.sess, s.bearerErr = a.bearerSession(s.req.Context(), raw)
+			var e *Error
+			if errors.As(s.bearerErr, &e) { // the IdP could not be asked
+				s.err, s.bearerErr = e, nil
+			}
+			return
+		}
+	}
+	s.sess, s.err = a.store.Load(s.req)
+	if s.sess != nil && a.revoked.has(s.sess) {
+		s.sess = nil
+	}
 }
 
 // state returns r's oidcauth state, adding it (and returning the new
@@ -59,6 +82,15 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 			a.callback(w, r)
 		case a.logoutPath:
 			a.logout(w, r)
+		case a.backchannelPath:
+			a.backchannelLogout(w, r)
+		case a.postLogoutPath:
+			if r.URL.Query().Has("state") {
+				a.postLogout(w, r)
+				return
+			}
+			_, r = a.state(r)
+			next.ServeHTTP(w, r)
 		default:
 			_, r = a.state(r)
 			next.ServeHTTP(w, r)
@@ -78,6 +110,9 @@ func (a *Auth) RequireUser(next http.Handler) http.Handler {
 		switch {
 		case err != nil:
 			a.fail(w, r, storeError(err))
+		case s.bearerErr != nil:
+			a.log.InfoContext(r.Context(), "oidcauth: bearer token refused", "cause", s.bearerErr.Error())
+			unauthorizedBearer(w)
 		case sess == nil:
 			a.Unauthenticated(w, r)
 		default:
@@ -94,6 +129,9 @@ func (a *Auth) Unauthenticated(w http.ResponseWriter, r *http.Request) {
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && wantsHTML(r) {
 		http.Redirect(w, r, a.loginPath+"?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
 		return
+	}
+	if a.bearerVerifier != nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
 }
@@ -127,6 +165,10 @@ func UserFrom(ctx context.Context) (*User, bool) {
 
 // storeError is the 503 for a session store that cannot answer.
 func storeError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
 	return &Error{Status: http.StatusServiceUnavailable, Code: "session_store_unavailable",
 		Message: "Sessions are unavailable right now. Please try again shortly.", Err: err}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -44,8 +45,11 @@ type Auth struct {
 	cfg      Config
 	oauth    oauth2.Config
 	provider *oidc.Provider
-	verifier *oidc.IDTokenVerifier
 	meta     discovery
+
+	verifier       *oidc.IDTokenVerifier // ID tokens
+	logoutVerifier *oidc.IDTokenVerifier // back-channel logout tokens
+	bearerVerifier *oidc.IDTokenVerifier // API access tokens; nil unless Config.APIAudience
 	client   *http.Client
 
 	store  SessionStore
@@ -57,7 +61,15 @@ type Auth struct {
 	errorHandler ErrorHandler
 	log          *slog.Logger
 	now          func() time.Time
-	used         usedStates
+	used         usedStates   // consumed login states
+	logoutJTIs   usedStates   // consumed logout-token ids
+	revoked      revocations  // back-channel logouts of stateless sessions
+	refreshes    refreshGroup // token refreshes in flight or just done
+
+	backchannelPath string
+	postLogoutPath  string      // the post-logout landing on this app, if any
+	appOrigin       string      // scheme://host of the redirect URI
+	bearerCache     bearerCache // verified bearer tokens
 }
 
 // Option changes how New builds an Auth.
@@ -70,6 +82,7 @@ type options struct {
 	client       *http.Client
 	loginPath    string
 	logoutPath   string
+	backchannel  string
 	now          func() time.Time
 }
 
@@ -94,6 +107,10 @@ func WithPaths(login, logout string) Option {
 	return func(o *options) { o.loginPath, o.logoutPath = login, logout }
 }
 
+// WithBackchannelLogoutPath changes the path of the back-channel logout
+// route (default /backchannel-logout), where the IdP posts logout tokens.
+func WithBackchannelLogoutPath(path string) Option { return func(o *options) { o.backchannel = path } }
+
 // discovery is the part of the IdP's metadata that oidcauth uses.
 type discovery struct {
 	Issuer            string   `json:"issuer"`
@@ -102,6 +119,7 @@ type discovery struct {
 	UserinfoURL       string   `json:"userinfo_endpoint"`
 	JWKSURL           string   `json:"jwks_uri"`
 	EndSessionURL     string   `json:"end_session_endpoint"`
+	IntrospectionURL  string   `json:"introspection_endpoint"`
 	Algorithms        []string `json:"id_token_signing_alg_values_supported"`
 	TokenAuthMethods  []string `json:"token_endpoint_auth_methods_supported"`
 	ChallengeMethods  []string `json:"code_challenge_methods_supported"`
@@ -117,7 +135,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	o := options{loginPath: "/login", logoutPath: "/logout", now: time.Now}
+	o := options{loginPath: "/login", logoutPath: "/logout", backchannel: "/backchannel-logout", now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -148,6 +166,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 		log:          o.logger,
 		now:          o.now,
 		store:        o.store,
+
+		backchannelPath: o.backchannel,
+		appOrigin:       redirectURL.Scheme + "://" + redirectURL.Host,
 		txBase: http.Cookie{
 			Path:     redirectURL.Path,
 			HttpOnly: true,
@@ -155,6 +176,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 			SameSite: http.SameSiteLaxMode,
 			MaxAge:   int(loginTTL.Seconds()),
 		},
+	}
+	if pl, err := url.Parse(cfg.PostLogoutRedirectURI); err == nil && cfg.PostLogoutRedirectURI != "" &&
+		pl.Scheme+"://"+pl.Host == a.appOrigin {
+		a.postLogoutPath = pl.Path
 	}
 	switch {
 	case a.store != nil:
@@ -171,19 +196,25 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 		return nil, err
 	}
 	a.meta = meta
+	algs := signingAlgorithms(meta.Algorithms)
+	idpCtx := oidc.ClientContext(context.Background(), o.client)
 	a.provider = (&oidc.ProviderConfig{
 		IssuerURL:   meta.Issuer,
 		AuthURL:     meta.AuthURL,
 		TokenURL:    meta.TokenURL,
 		UserInfoURL: meta.UserinfoURL,
 		JWKSURL:     meta.JWKSURL,
-		Algorithms:  signingAlgorithms(meta.Algorithms),
-	}).NewProvider(oidc.ClientContext(context.Background(), o.client))
-	a.verifier = a.provider.Verifier(&oidc.Config{
-		ClientID:             cfg.ClientID,
-		SupportedSigningAlgs: signingAlgorithms(meta.Algorithms),
-		Now:                  o.now,
-	})
+		Algorithms:  algs,
+	}).NewProvider(idpCtx)
+	// One key set, fetched once and refreshed on an unknown kid, serves
+	// ID tokens, logout tokens and bearer tokens alike.
+	keys := oidc.NewRemoteKeySet(idpCtx, meta.JWKSURL)
+	a.verifier = oidc.NewVerifier(meta.Issuer, keys, &oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: algs, Now: o.now})
+	// Logout tokens need not carry exp; it is checked when present.
+	a.logoutVerifier = oidc.NewVerifier(meta.Issuer, keys, &oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: algs, Now: o.now, SkipExpiryCheck: true})
+	if cfg.APIAudience != "" {
+		a.bearerVerifier = oidc.NewVerifier(meta.Issuer, keys, &oidc.Config{ClientID: cfg.APIAudience, SupportedSigningAlgs: algs, Now: o.now})
+	}
 	authStyle := oauth2.AuthStyleInHeader
 	if len(meta.TokenAuthMethods) > 0 && !slices.Contains(meta.TokenAuthMethods, "client_secret_basic") &&
 		slices.Contains(meta.TokenAuthMethods, "client_secret_post") {
@@ -424,6 +455,10 @@ func (a *Auth) finishLogin(w http.ResponseWriter, r *http.Request) (*Session, st
 		IDToken:   rawID,
 		CreatedAt: now,
 		ExpiresAt: now.Add(a.cfg.SessionMaxAge),
+
+		AccessToken:       token.AccessToken,
+		AccessTokenExpiry: token.Expiry,
+		RefreshToken:      token.RefreshToken,
 	}
 	return s, tx.Next, nil
 }
@@ -452,7 +487,7 @@ func (a *Auth) takeTransaction(w http.ResponseWriter, r *http.Request, state str
 		return nil, badLogin("invalid_state", "This login is unknown, finished or expired. Please log in again.", err)
 	}
 	created := time.Unix(tx.Created, 0)
-	if subtle.ConstantTimeCompare([]byte(tx.State), []byte(state)) != 1 ||
+	if tx.Nonce == "" || tx.Verifier == "" || subtle.ConstantTimeCompare([]byte(tx.State), []byte(state)) != 1 ||
 		a.now().Sub(created) > loginTTL || created.After(a.now().Add(clockSkew)) {
 		return nil, badLogin("invalid_state", "This login is unknown, finished or expired. Please log in again.", nil)
 	}
@@ -473,7 +508,8 @@ type idClaims struct {
 }
 
 // verifyIDToken checks the signature, iss, aud and exp (go-oidc), then what
-// go-oidc leaves out: sub, iat, azp and nonce.
+// go-oidc leaves out: sub, iat, azp and, unless it is empty (refreshed ID
+// tokens), nonce.
 func (a *Auth) verifyIDToken(ctx context.Context, raw, nonce string) (*oidc.IDToken, idClaims, error) {
 	var c idClaims
 	idt, err := a.verifier.Verify(ctx, raw)
@@ -494,7 +530,7 @@ func (a *Auth) verifyIDToken(ctx context.Context, raw, nonce string) (*oidc.IDTo
 		return nil, c, errors.New("ID token has several audiences and no azp")
 	case c.AZP != "" && c.AZP != a.cfg.ClientID:
 		return nil, c, fmt.Errorf("ID token azp %q is not this client", c.AZP)
-	case idt.Nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1:
+	case nonce != "" && (idt.Nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1):
 		return nil, c, errors.New("ID token nonce does not match the login's")
 	}
 	return idt, c, nil
@@ -576,13 +612,28 @@ func redactURLError(err error) error {
 }
 
 // logout ends the session here and, when the IdP supports it, there too.
+//
+// POST is the documented form. GET works too, for links and simple
+// clients, but a browser's cross-site GET (another site linking or
+// embedding /logout) gets a confirmation page instead of a logout, and a
+// cross-site POST is refused: SameSite=Lax keeps the session cookie off
+// cross-site POSTs, and Origin and Sec-Fetch-Site are checked on top.
 func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		a.fail(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "Use GET or POST to log out."})
+		a.fail(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "Use POST (or GET) to log out."})
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if a.crossSite(r) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_ = logoutConfirmPage.Execute(w, a.logoutPath)
+			return
+		}
+		a.fail(w, r, &Error{Status: http.StatusForbidden, Code: "cross_site_logout", Message: "Logging out from another site is not allowed."})
+		return
+	}
 	sess, err := a.store.Load(r)
 	if err != nil {
 		a.log.WarnContext(r.Context(), "oidcauth: logout could not read the session", "cause", err.Error())
@@ -594,13 +645,41 @@ func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
 	if sess != nil {
 		a.log.InfoContext(r.Context(), "oidcauth: logout", "sub", sess.Subject)
 	}
-	http.Redirect(w, r, a.endSessionURL(sess), http.StatusFound)
+	http.Redirect(w, r, a.endSessionURL(w, sess), http.StatusFound)
+}
+
+// crossSite reports whether a browser sent r from another site.
+func (a *Auth) crossSite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && origin != a.appOrigin
+}
+
+var logoutConfirmPage = template.Must(template.New("logout").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Log out?</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}button{font:inherit;padding:.4rem 1rem}</style>
+</head><body><h1>Log out?</h1><p>Another site asked to log you out.</p>
+<form method="post" action="{{.}}"><button type="submit">Log out</button> <a href="/">Stay signed in</a></form>
+</body></html>
+`))
+
+// logoutStateCookie names the cookie that carries the state of an
+// RP-initiated logout until the IdP sends the browser back.
+func (a *Auth) logoutStateCookie() http.Cookie {
+	c := a.txBase
+	c.Name = a.cfg.SessionCookieName + "_logout"
+	c.Path = a.postLogoutPath
+	return c
 }
 
 // endSessionURL is where logout sends the browser: the IdP's end-session
 // endpoint (RP-initiated logout) when it has one, else the post-logout URI
-// or "/".
-func (a *Auth) endSessionURL(sess *Session) string {
+// or "/". The state it sends is kept in a cookie when the post-logout URI
+// is on this app, so the landing can check it.
+func (a *Auth) endSessionURL(w http.ResponseWriter, sess *Session) string {
 	if a.meta.EndSessionURL == "" {
 		return firstNonEmpty(a.cfg.PostLogoutRedirectURI, "/")
 	}
@@ -613,12 +692,42 @@ func (a *Auth) endSessionURL(sess *Session) string {
 		q.Set("id_token_hint", sess.IDToken)
 	}
 	q.Set("client_id", a.cfg.ClientID)
+	state := randomString(24)
+	q.Set("state", state)
 	if a.cfg.PostLogoutRedirectURI != "" {
 		q.Set("post_logout_redirect_uri", a.cfg.PostLogoutRedirectURI)
+		if a.postLogoutPath != "" {
+			c := a.logoutStateCookie()
+			c.Value = a.sealer.Seal([]byte(state), c.Name)
+			http.SetCookie(w, &c)
+		}
 	}
-	q.Set("state", randomString(16))
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// postLogout checks the state the IdP brings back to the post-logout
+// landing, then sends the browser on to the landing without it.
+func (a *Auth) postLogout(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	c := a.logoutStateCookie()
+	v, ok := cookies.Get(r, c.Name)
+	state := r.URL.Query().Get("state")
+	if !ok {
+		a.fail(w, r, &Error{Status: http.StatusBadRequest, Code: "invalid_logout_state", Message: "This logout response is unknown or expired."})
+		return
+	}
+	cookies.Delete(w, c)
+	want, err := a.sealer.Open(v, c.Name)
+	if err != nil || subtle.ConstantTimeCompare(want, []byte(state)) != 1 {
+		a.fail(w, r, &Error{Status: http.StatusBadRequest, Code: "invalid_logout_state", Message: "This logout response does not match the logout.", Err: err})
+		return
+	}
+	clean := *r.URL
+	q := clean.Query()
+	q.Del("state")
+	clean.RawQuery = q.Encode()
+	http.Redirect(w, r, clean.RequestURI(), http.StatusFound)
 }
 
 func firstNonEmpty(vals ...string) string {

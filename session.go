@@ -40,6 +40,21 @@ type Session struct {
 	CreatedAt time.Time
 	// ExpiresAt is the end of the session's absolute lifetime.
 	ExpiresAt time.Time
+
+	// AccessToken is the IdP's access token for calling APIs (use
+	// Auth.Token, which refreshes it); for a bearer-token request, the
+	// bearer token itself.
+	AccessToken string
+	// AccessTokenExpiry is when AccessToken expires; zero if unknown.
+	AccessTokenExpiry time.Time
+	// RefreshToken, when the IdP issued one (e.g. for offline_access), is
+	// used by Auth.Token to get new access tokens.
+	RefreshToken string
+
+	// Bearer is true when the request was authenticated by an
+	// Authorization: Bearer token rather than a stored session. Such a
+	// Session is never stored.
+	Bearer bool
 }
 
 // Expired reports whether s has passed its absolute lifetime at now.
@@ -75,13 +90,17 @@ const (
 	tagIDToken
 	tagCreatedAt
 	tagExpiresAt
+	tagAccessToken
+	tagAccessTokenExpiry
+	tagRefreshToken
 )
 
 var errBadSession = errors.New("oidcauth: malformed session")
 
 // MarshalBinary encodes s compactly (no gob, no JSON).
 func (s *Session) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 1, 64+len(s.Subject)+len(s.Email)+len(s.Name)+len(s.PreferredUsername)+len(s.Issuer)+len(s.SID)+len(s.IDToken))
+	b := make([]byte, 1, 80+len(s.Subject)+len(s.Email)+len(s.Name)+len(s.PreferredUsername)+len(s.Issuer)+len(s.SID)+
+		len(s.IDToken)+len(s.AccessToken)+len(s.RefreshToken))
 	b[0] = codecVersion
 	b = appendField(b, tagSubject, s.Subject)
 	b = appendField(b, tagEmail, s.Email)
@@ -92,6 +111,9 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 	b = appendField(b, tagIDToken, s.IDToken)
 	b = appendTime(b, tagCreatedAt, s.CreatedAt)
 	b = appendTime(b, tagExpiresAt, s.ExpiresAt)
+	b = appendField(b, tagAccessToken, s.AccessToken)
+	b = appendTime(b, tagAccessTokenExpiry, s.AccessTokenExpiry)
+	b = appendField(b, tagRefreshToken, s.RefreshToken)
 	return b, nil
 }
 
@@ -125,15 +147,22 @@ func (s *Session) UnmarshalBinary(b []byte) error {
 			s.SID = string(v)
 		case tagIDToken:
 			s.IDToken = string(v)
-		case tagCreatedAt, tagExpiresAt:
+		case tagAccessToken:
+			s.AccessToken = string(v)
+		case tagRefreshToken:
+			s.RefreshToken = string(v)
+		case tagCreatedAt, tagExpiresAt, tagAccessTokenExpiry:
 			if len(v) != 8 {
 				return errBadSession
 			}
 			t := time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
-			if tag == tagCreatedAt {
+			switch tag {
+			case tagCreatedAt:
 				s.CreatedAt = t
-			} else {
+			case tagExpiresAt:
 				s.ExpiresAt = t
+			default:
+				s.AccessTokenExpiry = t
 			}
 		}
 	}

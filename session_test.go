@@ -18,6 +18,10 @@ func sampleSession() *Session {
 		IDToken:   strings.Repeat("x", 300),
 		CreatedAt: now,
 		ExpiresAt: now.Add(time.Hour),
+
+		AccessToken:       "at",
+		AccessTokenExpiry: now.Add(5 * time.Minute),
+		RefreshToken:      "rt",
 	}
 }
 
