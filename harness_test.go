@@ -27,6 +27,8 @@ type harness struct {
 	app    *httptest.Server
 	client *http.Client // a browser: cookie jar, redirects not followed
 	logs   *strings.Builder
+
+	reg devidp.Client // the app's registration at the IdP
 }
 
 type harnessOption struct {
@@ -45,6 +47,7 @@ func newHarness(t *testing.T, ho ...harnessOption) *harness {
 		ID: "test-app", Secret: "test-client-secret",
 		RedirectURIs:           []string{appURL + "/auth/callback"},
 		PostLogoutRedirectURIs: []string{appURL + "/bye"},
+		BackchannelLogoutURI:   appURL + "/backchannel-logout",
 	}
 	idp, err := devidp.Listen("127.0.0.1:0", devidp.Options{
 		Clients: []devidp.Client{client},
@@ -80,6 +83,7 @@ func newHarness(t *testing.T, ho ...harnessOption) *harness {
 	app.Start()
 	t.Cleanup(app.Close)
 	h.app = app
+	h.reg = client
 	h.client = newBrowser()
 	return h
 }

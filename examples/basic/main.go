@@ -130,6 +130,7 @@ func startDevProvider(app net.Addr) (*devidp.Provider, oidcauth.Config, error) {
 		Secret:                 randomSecret(),
 		RedirectURIs:           []string{base + "auth/callback"},
 		PostLogoutRedirectURIs: []string{base},
+		BackchannelLogoutURI:   base + "backchannel-logout",
 	}
 	idp, err := devidp.Listen("127.0.0.1:0", devidp.Options{Clients: []devidp.Client{client}})
 	if err != nil {

@@ -1,0 +1,69 @@
+package oidcauth
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestPostLogoutLandingChecksState(t *testing.T) {
+	h := newHarness(t)
+	h.login("alice")
+	resp := h.get("/logout")
+	end := mustParse(t, resp.Header.Get("Location"))
+	state := end.Query().Get("state")
+	if c := setCookieFor(resp, "oidcauth_logout"); c == nil || c.Path != "/bye" || !c.HttpOnly {
+		t.Fatalf("logout state cookie: %+v", c)
+	}
+	// The IdP sends the browser back with the state: checked, then dropped.
+	back := h.get(h.get(end.String()).Header.Get("Location"))
+	if back.StatusCode != http.StatusFound || back.Header.Get("Location") != "/bye" {
+		t.Fatalf("landing with the right state: %d to %q", back.StatusCode, back.Header.Get("Location"))
+	}
+	// The same landing again (state used up), or a forged one: 400.
+	if resp := h.get("/bye?state=" + state); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("replayed landing: %d", resp.StatusCode)
+	}
+	h.login("alice")
+	h.get("/logout")
+	if resp := h.get("/bye?state=forged"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("forged state: %d", resp.StatusCode)
+	}
+}
+
+func TestCrossSiteLogoutIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.login("alice")
+	// Another site's form posting to /logout.
+	req, _ := http.NewRequest("POST", h.url("/logout"), nil)
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site POST: %d", resp.StatusCode)
+	}
+	h.mustBe("user-alice")
+	// Another site's link or image: a confirmation page, no logout.
+	resp = h.get("/logout", "Sec-Fetch-Site", "cross-site")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `method="post"`) {
+		t.Fatalf("cross-site GET: %d %s", resp.StatusCode, body)
+	}
+	h.mustBe("user-alice")
+	// The app's own form.
+	req, _ = http.NewRequest("POST", h.url("/logout"), nil)
+	req.Header.Set("Origin", h.app.URL)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if resp, err = h.client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("same-origin POST: %d", resp.StatusCode)
+	}
+	h.mustBeAnonymous()
+}
