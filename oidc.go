@@ -50,7 +50,7 @@ type Auth struct {
 	verifier       *oidc.IDTokenVerifier // ID tokens
 	logoutVerifier *oidc.IDTokenVerifier // back-channel logout tokens
 	bearerVerifier *oidc.IDTokenVerifier // API access tokens; nil unless Config.APIAudience
-	client   *http.Client
+	client         *http.Client
 
 	store  SessionStore
 	sealer *seal.Sealer
