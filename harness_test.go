@@ -21,7 +21,7 @@ const testSecret = "test-secret-0123456789-abcdefghijklmnop"
 // harness is an app behind oidcauth, logging in at a real in-process
 // OpenID Provider over loopback HTTP.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	idp    *devidp.Provider
 	auth   *Auth
 	app    *httptest.Server
@@ -38,7 +38,7 @@ type harnessOption struct {
 
 // newHarness starts the provider and the app. The app serves /private
 // (RequireUser), /me (JSON of the user, or 401) and / (public).
-func newHarness(t *testing.T, ho ...harnessOption) *harness {
+func newHarness(t testing.TB, ho ...harnessOption) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: new(strings.Builder)}
 	app := httptest.NewUnstartedServer(nil)
@@ -229,7 +229,7 @@ func reqWithCookies(h *harness) *http.Request {
 	return req
 }
 
-func mustParse(t *testing.T, raw string) *url.URL {
+func mustParse(t testing.TB, raw string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {

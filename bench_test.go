@@ -1,0 +1,57 @@
+package oidcauth
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// The hot path: one request through Handler (+ RequireUser + identity)
+// compared with the bare handler. Run with make bench.
+
+var benchSink Identity
+
+func benchApp(a *Auth) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /private", a.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		benchSink = a.Identity(r)
+		io.WriteString(w, "ok")
+	})))
+	mux.HandleFunc("GET /public", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	return a.Handler(mux)
+}
+
+func bareApp() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /private", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	mux.HandleFunc("GET /public", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	return mux
+}
+
+func runBench(b *testing.B, h http.Handler, req *http.Request, wantStatus int) {
+	b.Helper()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != wantStatus {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+}
+
+func BenchmarkRequest(b *testing.B) {
+	h := newHarness(b)
+	h.login("alice")
+	authed := httptest.NewRequest("GET", "/private", nil)
+	for _, c := range h.sessionCookies() {
+		authed.AddCookie(c)
+	}
+	anon := httptest.NewRequest("GET", "/public", nil)
+	app := benchApp(h.auth)
+	b.Run("bare", func(b *testing.B) { runBench(b, bareApp(), authed, 200) })
+	b.Run("cookie", func(b *testing.B) { runBench(b, app, authed, 200) })
+	b.Run("anonymous-bare", func(b *testing.B) { runBench(b, bareApp(), anon, 200) })
+	b.Run("anonymous", func(b *testing.B) { runBench(b, app, anon, 200) })
+}
