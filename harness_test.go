@@ -239,3 +239,12 @@ func mustParse(t testing.TB, raw string) *url.URL {
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// reqWithCookiesFor is the Cookie header the harness browser sends to path.
+func reqWithCookiesFor(h *harness, path string) string {
+	var parts []string
+	for _, c := range h.client.Jar.Cookies(mustParse(h.t, h.url(path))) {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -13,7 +13,7 @@ func TestPostLogoutLandingChecksState(t *testing.T) {
 	resp := h.get("/logout")
 	end := mustParse(t, resp.Header.Get("Location"))
 	state := end.Query().Get("state")
-	if c := setCookieFor(resp, "oidcauth_logout"); c == nil || c.Path != "/bye" || !c.HttpOnly {
+	if c := setCookieFor(resp, h.auth.logoutStateCookie(state).Name); c == nil || c.Path != "/bye" || !c.HttpOnly {
 		t.Fatalf("logout state cookie: %+v", c)
 	}
 	// The IdP sends the browser back with the state: checked, then dropped.

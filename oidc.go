@@ -120,6 +120,7 @@ type discovery struct {
 	JWKSURL           string   `json:"jwks_uri"`
 	EndSessionURL     string   `json:"end_session_endpoint"`
 	IntrospectionURL  string   `json:"introspection_endpoint"`
+	ResponseIss       bool     `json:"authorization_response_iss_parameter_supported"`
 	Algorithms        []string `json:"id_token_signing_alg_values_supported"`
 	TokenAuthMethods  []string `json:"token_endpoint_auth_methods_supported"`
 	ChallengeMethods  []string `json:"code_challenge_methods_supported"`
@@ -368,7 +369,13 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	ck.Name = a.txCookieName(tx.State)
 	ck.Value = a.sealer.Seal(b, ck.Name)
 	http.SetCookie(w, &ck)
-	target := a.oauth.AuthCodeURL(tx.State, oidc.Nonce(tx.Nonce), oauth2.S256ChallengeOption(tx.Verifier))
+	params := []oauth2.AuthCodeOption{oidc.Nonce(tx.Nonce), oauth2.S256ChallengeOption(tx.Verifier)}
+	if slices.Contains(a.cfg.Scopes, "offline_access") {
+		// OpenID Connect Core 11: offline access must be consented to, and
+		// spec-following IdPs drop the scope without this prompt.
+		params = append(params, oauth2.SetAuthURLParam("prompt", "consent"))
+	}
+	target := a.oauth.AuthCodeURL(tx.State, params...)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)
 }
@@ -404,17 +411,22 @@ func badLogin(code, msg string, cause error) *Error {
 func (a *Auth) finishLogin(w http.ResponseWriter, r *http.Request) (*Session, string, error) {
 	q := r.URL.Query()
 	tx, err := a.takeTransaction(w, r, q.Get("state"))
+	if err != nil {
+		// Without a live login, the IdP's error text is not shown either:
+		// anyone could otherwise put words on this app's error page.
+		return nil, "", err
+	}
+	if iss := q.Get("iss"); iss != "" && iss != a.meta.Issuer || iss == "" && a.meta.ResponseIss {
+		// RFC 9207: the authorization response names its issuer (mix-up
+		// defence).
+		return nil, "", badLogin("invalid_issuer", "The login response comes from another identity provider.", fmt.Errorf("authorization response iss %q", iss))
+	}
 	if idpErr := q.Get("error"); idpErr != "" {
-		// The IdP refused or failed the login. Whatever the state, no
-		// session comes of it.
 		msg := "The identity provider did not log you in (" + idpErr
 		if d := q.Get("error_description"); d != "" {
 			msg += ": " + d
 		}
 		return nil, "", &Error{Status: http.StatusBadRequest, Code: "idp_error", Message: msg + ").", Err: fmt.Errorf("idp error %q", idpErr)}
-	}
-	if err != nil {
-		return nil, "", err
 	}
 	code := q.Get("code")
 	if code == "" {
@@ -666,11 +678,13 @@ var logoutConfirmPage = template.Must(template.New("logout").Parse(`<!doctype ht
 </body></html>
 `))
 
-// logoutStateCookie names the cookie that carries the state of an
-// RP-initiated logout until the IdP sends the browser back.
-func (a *Auth) logoutStateCookie() http.Cookie {
+// logoutStateCookie is the cookie that carries the state of one
+// RP-initiated logout until the IdP sends the browser back; one per logout,
+// named after its state, so logouts from two tabs do not collide.
+func (a *Auth) logoutStateCookie(state string) http.Cookie {
 	c := a.txBase
-	c.Name = a.cfg.SessionCookieName + "_logout"
+	h := sha256.Sum256([]byte(state))
+	c.Name = a.cfg.SessionCookieName + "_logout_" + hex.EncodeToString(h[:8])
 	c.Path = a.postLogoutPath
 	return c
 }
@@ -697,7 +711,7 @@ func (a *Auth) endSessionURL(w http.ResponseWriter, sess *Session) string {
 	if a.cfg.PostLogoutRedirectURI != "" {
 		q.Set("post_logout_redirect_uri", a.cfg.PostLogoutRedirectURI)
 		if a.postLogoutPath != "" {
-			c := a.logoutStateCookie()
+			c := a.logoutStateCookie(state)
 			c.Value = a.sealer.Seal([]byte(state), c.Name)
 			http.SetCookie(w, &c)
 		}
@@ -710,9 +724,9 @@ func (a *Auth) endSessionURL(w http.ResponseWriter, sess *Session) string {
 // landing, then sends the browser on to the landing without it.
 func (a *Auth) postLogout(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	c := a.logoutStateCookie()
-	v, ok := cookies.Get(r, c.Name)
 	state := r.URL.Query().Get("state")
+	c := a.logoutStateCookie(state)
+	v, ok := cookies.Get(r, c.Name)
 	if !ok {
 		a.fail(w, r, &Error{Status: http.StatusBadRequest, Code: "invalid_logout_state", Message: "This logout response is unknown or expired."})
 		return

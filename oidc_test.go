@@ -550,3 +550,41 @@ func TestSecretsNeverLogged(t *testing.T) {
 		t.Error("something JWT-like was logged")
 	}
 }
+
+func TestIdPErrorTextNeedsALiveLogin(t *testing.T) {
+	h := newHarness(t)
+	resp := h.get("/auth/callback?error=x&error_description="+url.QueryEscape("Call +1-555-0100 with your password"), "Accept", "text/html")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(body), "555-0100") {
+		t.Fatalf("an error response without a login put its text on our page: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestAuthorizationResponseIssuer(t *testing.T) {
+	h := newHarness(t)
+	cb := h.idpLogin(h.startLogin(""), "alice")
+	tokens := h.idp.Stats().TokenRequests
+	if resp := h.get(cb + "&iss=" + url.QueryEscape("https://evil.example")); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("iss of another IdP: %d", resp.StatusCode)
+	}
+	if h.idp.Stats().TokenRequests != tokens {
+		t.Fatal("the code was redeemed despite the wrong iss")
+	}
+	h.mustBeAnonymous()
+	h.client = newBrowser()
+	cb = h.idpLogin(h.startLogin(""), "alice")
+	if resp := h.get(cb + "&iss=" + url.QueryEscape(h.idp.Issuer())); resp.StatusCode != http.StatusFound {
+		t.Fatalf("the right iss: %d", resp.StatusCode)
+	}
+}
+
+func TestOfflineAccessAsksForConsent(t *testing.T) {
+	h := newHarness(t, harnessOption{config: offlineAccess})
+	if got := mustParse(t, h.startLogin("")).Query().Get("prompt"); got != "consent" {
+		t.Fatalf("prompt = %q with offline_access", got)
+	}
+	h2 := newHarness(t)
+	if mustParse(t, h2.startLogin("")).Query().Has("prompt") {
+		t.Fatal("prompt sent without offline_access")
+	}
+}
