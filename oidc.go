@@ -185,7 +185,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 	switch {
 	case a.store != nil:
 	case cfg.RedisURL != "":
-		if a.store, err = newRedisSessionStore(cfg, sealer, secure, o.now); err != nil {
+		if a.store, err = newRedisSessionStore(cfg, secure, o.now); err != nil {
 			return nil, err
 		}
 	default:

@@ -9,7 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/oidcauth/oidcauth/internal/cookies"
-	"github.com/oidcauth/oidcauth/internal/seal"
 	"github.com/oidcauth/oidcauth/redisstore"
 )
 
@@ -22,7 +21,7 @@ func checkRedisURL(raw string) error {
 // newRedisSessionStore returns the Redis-backed SessionStore for cfg (whose
 // RedisURL is set and valid). It does not connect: Redis being down at
 // start-up only makes requests fail with 503 until it is up.
-func newRedisSessionStore(cfg Config, sealer *seal.Sealer, secure bool, now func() time.Time) (SessionStore, error) {
+func newRedisSessionStore(cfg Config, secure bool, now func() time.Time) (SessionStore, error) {
 	client, err := redisstore.NewClient(cfg.RedisURL)
 	if err != nil {
 		return nil, &ConfigError{"REDIS_URL", err.Error()}
@@ -61,9 +60,14 @@ type redisSessionStore struct {
 	now    func() time.Time
 }
 
-// The Redis store ends sessions by sid or subject for back-channel logout.
-// (SessionRevoker is declared with the back-channel logout code.)
-var _ SessionRevoker = (*redisSessionStore)(nil)
+// The Redis store ends sessions by sid or subject for back-channel logout,
+// rewrites refreshed sessions in place, and keeps one refresh per session
+// across instances. (The interfaces are declared with the code using them.)
+var (
+	_ SessionRevoker = (*redisSessionStore)(nil)
+	_ SessionUpdater = (*redisSessionStore)(nil)
+	_ RefreshLocker  = (*redisSessionStore)(nil)
+)
 
 func (rs *redisSessionStore) Load(r *http.Request) (*Session, error) {
 	token, ok := cookies.Get(r, rs.base.Name)
@@ -109,6 +113,32 @@ func (rs *redisSessionStore) Save(w http.ResponseWriter, r *http.Request, s *Ses
 	http.SetCookie(w, &ck)
 	rs.clearChunks(w, r)
 	return nil
+}
+
+// Update rewrites the request's session in place (same id, same cookie),
+// for refreshed tokens. A request without a valid session cookie gets a
+// new session, as with Save.
+func (rs *redisSessionStore) Update(w http.ResponseWriter, r *http.Request, s *Session) error {
+	token, ok := cookies.Get(r, rs.base.Name)
+	if !ok {
+		return rs.Save(w, r, s)
+	}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	err = rs.store.Update(r.Context(), token, redisstore.Entry{
+		Data: b, Subject: s.Subject, SID: s.SID, ExpiresAt: s.ExpiresAt,
+	})
+	if errors.Is(err, redisstore.ErrSessionEnded) {
+		return ErrSessionEnded // logged out while the refresh ran
+	}
+	return err
+}
+
+// LockRefresh takes the cross-instance lock for one refresh token.
+func (rs *redisSessionStore) LockRefresh(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	return rs.store.Lock(ctx, "refresh:"+key, ttl)
 }
 
 // Delete ends the request's session in Redis and expires its cookie. If

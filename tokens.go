@@ -92,6 +92,9 @@ func (a *Auth) Token(w http.ResponseWriter, r *http.Request) (*oauth2.Token, err
 	}
 	if renewed.RefreshToken != sess.RefreshToken || renewed.AccessToken != sess.AccessToken {
 		if err := a.updateSession(w, r, renewed); err != nil {
+			if errors.Is(err, ErrSessionEnded) {
+				return nil, err
+			}
 			return nil, storeError(err)
 		}
 	}
