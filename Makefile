@@ -4,9 +4,9 @@ GO          ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARTIFACTS   ?= $(CURDIR)/artifacts
 
-.PHONY: test deps lint unit integration
+.PHONY: test deps lint unit integration fuzz fuzz-short bench
 
-test: deps lint unit integration
+test: deps lint unit integration fuzz-short
 
 deps:
 	scripts/deps
@@ -27,3 +27,17 @@ unit:
 
 integration:
 	cd integration && OIDCAUTH_STRICT=1 OIDCAUTH_ARTIFACTS=$(ARTIFACTS) ../scripts/gotest $(ARTIFACTS)/integration.log -race -count=1 -timeout 10m ./...
+
+# Every fuzz target for FUZZTIME (make fuzz FUZZTIME=10m); make test runs
+# each for 10 s.
+FUZZTIME ?= 2m
+fuzz:
+	scripts/fuzz $(FUZZTIME)
+
+fuzz-short:
+	scripts/fuzz 10s
+
+# Go benchmarks of the hot path, several runs each, summarized by benchstat.
+BENCHCOUNT ?= 6
+bench:
+	scripts/bench $(BENCHCOUNT)
