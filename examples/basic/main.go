@@ -121,10 +121,11 @@ func routes(auth *oidcauth.Auth) http.Handler {
 }
 
 // startDevProvider starts the built-in development identity provider and
-// returns a configuration for this app against it.
+// returns this app's configuration against it: the OIDC_* values point at
+// the provider, everything else (SESSION_*, REDIS_URL, ...) still comes from
+// the environment.
 func startDevProvider(app net.Addr) (*devidp.Provider, oidcauth.Config, error) {
 	base := appURL(app)
-	secret := envOr("SESSION_SECRET", randomSecret())
 	client := devidp.Client{
 		ID:                     "oidcauth-demo",
 		Secret:                 randomSecret(),
@@ -138,13 +139,20 @@ func startDevProvider(app net.Addr) (*devidp.Provider, oidcauth.Config, error) {
 	}
 	slog.Warn("basic: OIDC_ISSUER is not set, so a DEVELOPMENT identity provider was started on " + idp.Issuer() +
 		". It logs in anyone who clicks a demo user: never use it in production.")
-	cfg := oidcauth.Config{
-		Issuer:                idp.Issuer(),
-		ClientID:              client.ID,
-		ClientSecret:          client.Secret,
-		RedirectURI:           client.RedirectURIs[0],
-		PostLogoutRedirectURI: base,
-		SessionSecret:         secret,
+	for k, v := range map[string]string{
+		"OIDC_ISSUER":                   idp.Issuer(),
+		"OIDC_CLIENT_ID":                client.ID,
+		"OIDC_CLIENT_SECRET":            client.Secret,
+		"OIDC_REDIRECT_URI":             client.RedirectURIs[0],
+		"OIDC_POST_LOGOUT_REDIRECT_URI": base,
+		"SESSION_SECRET":                envOr("SESSION_SECRET", randomSecret()),
+	} {
+		os.Setenv(k, v)
+	}
+	cfg, err := oidcauth.ConfigFromEnv()
+	if err != nil {
+		idp.Close()
+		return nil, cfg, fmt.Errorf("configuration:\n%w", err)
 	}
 	fmt.Fprintf(os.Stderr, "\n  oidcauth demo: open %s and log in as a demo user.\n\n", base)
 	return idp, cfg, nil
