@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Error is a failure with the HTTP status and the short, safe text the
@@ -72,6 +74,15 @@ func DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 // fail logs err and hands it to the error handler.
 func (a *Auth) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := errorAs(err)
+	if e.Code == storeUnavailable {
+		// An outage fails every request: log it once per burst.
+		if suppressed, ok := a.storeErrors.allow(a.now()); ok {
+			a.log.ErrorContext(r.Context(), "oidcauth: session store unavailable; failing closed with 503",
+				"code", e.Code, "cause", fmt.Sprint(e.Err), "suppressed_since_last", suppressed)
+		}
+		a.errorHandler(w, r, e)
+		return
+	}
 	level := slog.LevelInfo
 	if e.Status >= 500 {
 		level = slog.LevelError
@@ -98,4 +109,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// storeUnavailable is the Error code of a session store that cannot answer.
+const storeUnavailable = "session_store_unavailable"
+
+// storeErrorLogEvery is how often a store outage is logged.
+const storeErrorLogEvery = 10 * time.Second
+
+// burstLog lets one log line through per interval and counts the rest.
+type burstLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (b *burstLog) allow(now time.Time) (suppressed int, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() && now.Sub(b.last) < storeErrorLogEvery {
+		b.suppressed++
+		return 0, false
+	}
+	suppressed, b.suppressed, b.last = b.suppressed, 0, now
+	return suppressed, true
 }

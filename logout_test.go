@@ -21,14 +21,22 @@ func TestPostLogoutLandingChecksState(t *testing.T) {
 	if back.StatusCode != http.StatusFound || back.Header.Get("Location") != "/bye" {
 		t.Fatalf("landing with the right state: %d to %q", back.StatusCode, back.Header.Get("Location"))
 	}
-	// The same landing again (state used up), or a forged one: 400.
-	if resp := h.get("/bye?state=" + state); resp.StatusCode != http.StatusBadRequest {
+	// The same landing again (state used up), or another state: not ours,
+	// so the app's page is served as is (here: 404).
+	if resp := h.get("/bye?state=" + state); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("replayed landing: %d", resp.StatusCode)
 	}
 	h.login("alice")
 	h.get("/logout")
-	if resp := h.get("/bye?state=forged"); resp.StatusCode != http.StatusBadRequest {
+	if resp := h.get("/bye?state=forged"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("forged state: %d", resp.StatusCode)
+	}
+	// A sealed value of the wrong state under the right name: 400.
+	c := h.auth.logoutStateCookie("s1")
+	req, _ := http.NewRequest("GET", h.url("/bye?state=s1"), nil)
+	req.Header.Set("Cookie", c.Name+"="+h.auth.sealer.Seal([]byte("s2"), c.Name))
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("mismatched state: %d", resp.StatusCode)
 	}
 }
 

@@ -85,8 +85,7 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		case a.backchannelPath:
 			a.backchannelLogout(w, r)
 		case a.postLogoutPath:
-			if r.URL.Query().Has("state") {
-				a.postLogout(w, r)
+			if r.URL.Query().Has("state") && a.postLogout(w, r) {
 				return
 			}
 			_, r = a.state(r)
@@ -169,7 +168,7 @@ func storeError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Status: http.StatusServiceUnavailable, Code: "session_store_unavailable",
+	return &Error{Status: http.StatusServiceUnavailable, Code: storeUnavailable,
 		Message: "Sessions are unavailable right now. Please try again shortly.", Err: err}
 }
 

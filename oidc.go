@@ -65,6 +65,7 @@ type Auth struct {
 	logoutJTIs   usedStates   // consumed logout-token ids
 	revoked      revocations  // back-channel logouts of stateless sessions
 	refreshes    refreshGroup // token refreshes in flight or just done
+	storeErrors  burstLog     // store outages, logged once per burst
 
 	backchannelPath string
 	postLogoutPath  string      // the post-logout landing on this app, if any
@@ -721,27 +722,29 @@ func (a *Auth) endSessionURL(w http.ResponseWriter, sess *Session) string {
 }
 
 // postLogout checks the state the IdP brings back to the post-logout
-// landing, then sends the browser on to the landing without it.
-func (a *Auth) postLogout(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+// landing. A state that this browser's logout sent (its cookie is here) is
+// verified, used up and dropped from the URL; a request whose state is
+// unknown is none of ours and goes on to the app untouched.
+func (a *Auth) postLogout(w http.ResponseWriter, r *http.Request) bool {
 	state := r.URL.Query().Get("state")
 	c := a.logoutStateCookie(state)
 	v, ok := cookies.Get(r, c.Name)
 	if !ok {
-		a.fail(w, r, &Error{Status: http.StatusBadRequest, Code: "invalid_logout_state", Message: "This logout response is unknown or expired."})
-		return
+		return false
 	}
+	w.Header().Set("Cache-Control", "no-store")
 	cookies.Delete(w, c)
 	want, err := a.sealer.Open(v, c.Name)
 	if err != nil || subtle.ConstantTimeCompare(want, []byte(state)) != 1 {
 		a.fail(w, r, &Error{Status: http.StatusBadRequest, Code: "invalid_logout_state", Message: "This logout response does not match the logout.", Err: err})
-		return
+		return true
 	}
 	clean := *r.URL
 	q := clean.Query()
 	q.Del("state")
 	clean.RawQuery = q.Encode()
 	http.Redirect(w, r, clean.RequestURI(), http.StatusFound)
+	return true
 }
 
 func firstNonEmpty(vals ...string) string {

@@ -249,6 +249,9 @@ func TestRedisDownFailsClosedAndRecovers(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "session_store_unavailable") {
 		t.Error("the failure was not logged")
 	}
+	if n := strings.Count(h.logs.String(), "session store unavailable"); n != 1 {
+		t.Errorf("a burst of store failures was logged %d times, want once", n)
+	}
 	// A login while Redis is down gets no session either.
 	if resp := h.get(h.idpLogin(h.startLogin("/private"), "alice")); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("login with Redis down: %d", resp.StatusCode)

@@ -95,6 +95,7 @@ const (
 	tagAccessToken
 	tagAccessTokenExpiry
 	tagRefreshToken
+	tagCreatedAtMilli // CreatedAt to the millisecond, for back-channel revocations
 )
 
 var errBadSession = errors.New("oidcauth: malformed session")
@@ -111,7 +112,10 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 	b = appendField(b, tagIssuer, s.Issuer)
 	b = appendField(b, tagSID, s.SID)
 	b = appendField(b, tagIDToken, s.IDToken)
-	b = appendTime(b, tagCreatedAt, s.CreatedAt)
+	if !s.CreatedAt.IsZero() {
+		b = append(b, tagCreatedAtMilli, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(s.CreatedAt.UnixMilli()))
+	}
 	b = appendTime(b, tagExpiresAt, s.ExpiresAt)
 	b = appendField(b, tagAccessToken, s.AccessToken)
 	b = appendTime(b, tagAccessTokenExpiry, s.AccessTokenExpiry)
@@ -153,6 +157,11 @@ func (s *Session) UnmarshalBinary(b []byte) error {
 			s.AccessToken = string(v)
 		case tagRefreshToken:
 			s.RefreshToken = string(v)
+		case tagCreatedAtMilli:
+			if len(v) != 8 {
+				return errBadSession
+			}
+			s.CreatedAt = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
 		case tagCreatedAt, tagExpiresAt, tagAccessTokenExpiry:
 			if len(v) != 8 {
 				return errBadSession
