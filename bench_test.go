@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/oidcauth/oidcauth/internal/testenv"
 )
 
 // The hot path: one request through Handler (+ RequireUser + identity)
@@ -41,17 +43,30 @@ func runBench(b *testing.B, h http.Handler, req *http.Request, wantStatus int) {
 	}
 }
 
+// authedRequest is GET /private with alice's session cookies.
+func authedRequest(h *harness) *http.Request {
+	h.login("alice")
+	req := httptest.NewRequest("GET", "/private", nil)
+	for _, c := range h.sessionCookies() {
+		req.AddCookie(c)
+	}
+	return req
+}
+
+// BenchmarkRequest: bare is the limit; cookie and redis are one
+// authenticated request through Handler + RequireUser + Identity; the
+// anonymous pair is a public page without and with the middleware.
 func BenchmarkRequest(b *testing.B) {
 	h := newHarness(b)
-	h.login("alice")
-	authed := httptest.NewRequest("GET", "/private", nil)
-	for _, c := range h.sessionCookies() {
-		authed.AddCookie(c)
-	}
+	authed := authedRequest(h)
 	anon := httptest.NewRequest("GET", "/public", nil)
 	app := benchApp(h.auth)
 	b.Run("bare", func(b *testing.B) { runBench(b, bareApp(), authed, 200) })
 	b.Run("cookie", func(b *testing.B) { runBench(b, app, authed, 200) })
+	b.Run("redis", func(b *testing.B) {
+		hr := redisHarness(b, testenv.StartRedis(b))
+		runBench(b, benchApp(hr.auth), authedRequest(hr), 200)
+	})
 	b.Run("anonymous-bare", func(b *testing.B) { runBench(b, bareApp(), anon, 200) })
 	b.Run("anonymous", func(b *testing.B) { runBench(b, app, anon, 200) })
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+
+	"github.com/oidcauth/oidcauth/internal/cookies"
 )
 
 // reqState is a request's context with oidcauth's per-request state: the
@@ -91,10 +93,26 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 			_, r = a.state(r)
 			next.ServeHTTP(w, r)
 		default:
-			_, r = a.state(r)
+			if a.mayHaveSession(r) {
+				_, r = a.state(r)
+			}
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// mayHaveSession reports whether r carries anything that could make it
+// authenticated. A request without it is anonymous for sure and goes on
+// untouched: UserFrom reports no user for it, at no cost.
+func (a *Auth) mayHaveSession(r *http.Request) bool {
+	if a.bearerVerifier != nil && r.Header.Get("Authorization") != "" {
+		return true
+	}
+	if n, ok := a.store.(interface{ cookieName() string }); ok {
+		_, has := cookies.Get(r, n.cookieName())
+		return has
+	}
+	return true // a store we do not know: always look
 }
 
 // RequireUser lets only signed-in users through to next. A browser

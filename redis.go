@@ -69,6 +69,8 @@ var (
 	_ RefreshLocker  = (*redisSessionStore)(nil)
 )
 
+func (rs *redisSessionStore) cookieName() string { return rs.base.Name }
+
 func (rs *redisSessionStore) Load(r *http.Request) (*Session, error) {
 	token, ok := cookies.Get(r, rs.base.Name)
 	if !ok {

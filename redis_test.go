@@ -466,21 +466,3 @@ func rBody(resp *http.Response) string {
 
 // One authenticated request through Handler and RequireUser, with the
 // session in a cookie and in Redis.
-func BenchmarkAuthenticatedRequestCookie(b *testing.B) {
-	h := newHarness(b)
-	benchAuthenticated(b, h)
-}
-
-func BenchmarkAuthenticatedRequestRedis(b *testing.B) {
-	h := redisHarness(b, testenv.StartRedis(b))
-	benchAuthenticated(b, h)
-}
-
-func benchAuthenticated(b *testing.B, h *harness) {
-	h.login("alice")
-	req := httptest.NewRequest("GET", "/private", nil)
-	for _, c := range h.sessionCookies() {
-		req.AddCookie(c)
-	}
-	runBench(b, benchApp(h.auth), req, http.StatusOK)
-}

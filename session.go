@@ -223,6 +223,8 @@ func newCookieStore(sealer *seal.Sealer, name string, secure bool, now func() ti
 	}
 }
 
+func (c *cookieStore) cookieName() string { return c.base.Name }
+
 func (c *cookieStore) Load(r *http.Request) (*Session, error) {
 	v, ok := cookies.GetChunked(r, c.base.Name)
 	if !ok {
