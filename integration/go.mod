@@ -6,6 +6,7 @@ replace github.com/oidcauth/oidcauth => ../
 
 require (
 	github.com/aserto-dev/go-authorizer v0.24.0
+	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/oidcauth/oidcauth v0.0.0-00010101000000-000000000000
 	github.com/open-policy-agent/opa v1.22.3
@@ -21,7 +22,6 @@ require (
 	github.com/aserto-dev/go-aserto v0.34.1 // indirect
 	github.com/bmatcuk/doublestar/v4 v4.10.4 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
