@@ -11,11 +11,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
@@ -26,7 +21,7 @@ import (
 	"time"
 
 	"github.com/oidcauth/oidcauth"
-	"github.com/oidcauth/oidcauth/internal/devidp"
+	"github.com/oidcauth/oidcauth/internal/demo"
 )
 
 func main() {
@@ -42,24 +37,16 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	addr := envOr("ADDR", ":8000")
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", demo.Env("ADDR", ":8000"))
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-
-	var cfg oidcauth.Config
-	if os.Getenv("OIDC_ISSUER") == "" {
-		idp, devCfg, err := startDevProvider(ln.Addr())
-		if err != nil {
-			return err
-		}
-		defer idp.Close()
-		cfg = devCfg
-	} else if cfg, err = oidcauth.ConfigFromEnv(); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
+	cfg, stopIdP, err := demo.Config(ln.Addr(), "oidcauth demo")
+	if err != nil {
+		return err
 	}
+	defer stopIdP()
 
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -67,23 +54,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-
-	srv := &http.Server{
-		Handler:           auth.Handler(routes(auth)),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	slog.Info("basic: listening", "addr", ln.Addr().String(), "open", appURL(ln.Addr()))
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return demo.Serve(ctx, ln, auth.Handler(routes(auth)))
 }
 
 // routes is the demo app: exactly these routes; anything else is 404 (or
@@ -102,82 +73,8 @@ func routes(auth *oidcauth.Auth) http.Handler {
 		u, _ := oidcauth.UserFrom(r.Context())
 		render(w, privatePage, u)
 	})))
-	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		u, err := auth.User(r)
-		switch {
-		case err != nil:
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": "session_store_unavailable"})
-		case u == nil:
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": "unauthenticated"})
-		default:
-			_ = json.NewEncoder(w).Encode(map[string]string{"sub": u.Subject, "email": u.Email, "name": u.Name})
-		}
-	})
+	mux.HandleFunc("GET /me", demo.Me(auth))
 	return mux
-}
-
-// startDevProvider starts the built-in development identity provider and
-// returns this app's configuration against it: the OIDC_* values point at
-// the provider, everything else (SESSION_*, REDIS_URL, ...) still comes from
-// the environment.
-func startDevProvider(app net.Addr) (*devidp.Provider, oidcauth.Config, error) {
-	base := appURL(app)
-	client := devidp.Client{
-		ID:                     "oidcauth-demo",
-		Secret:                 randomSecret(),
-		RedirectURIs:           []string{base + "auth/callback"},
-		PostLogoutRedirectURIs: []string{base},
-		BackchannelLogoutURI:   base + "backchannel-logout",
-	}
-	idp, err := devidp.Listen("127.0.0.1:0", devidp.Options{Clients: []devidp.Client{client}})
-	if err != nil {
-		return nil, oidcauth.Config{}, err
-	}
-	slog.Warn("basic: OIDC_ISSUER is not set, so a DEVELOPMENT identity provider was started on " + idp.Issuer() +
-		". It logs in anyone who clicks a demo user: never use it in production.")
-	for k, v := range map[string]string{
-		"OIDC_ISSUER":                   idp.Issuer(),
-		"OIDC_CLIENT_ID":                client.ID,
-		"OIDC_CLIENT_SECRET":            client.Secret,
-		"OIDC_REDIRECT_URI":             client.RedirectURIs[0],
-		"OIDC_POST_LOGOUT_REDIRECT_URI": base,
-		"SESSION_SECRET":                envOr("SESSION_SECRET", randomSecret()),
-	} {
-		os.Setenv(k, v)
-	}
-	cfg, err := oidcauth.ConfigFromEnv()
-	if err != nil {
-		idp.Close()
-		return nil, cfg, fmt.Errorf("configuration:\n%w", err)
-	}
-	fmt.Fprintf(os.Stderr, "\n  oidcauth demo: open %s and log in as a demo user.\n\n", base)
-	return idp, cfg, nil
-}
-
-// appURL is the URL a person on this machine opens for the app.
-func appURL(a net.Addr) string {
-	host, port, _ := net.SplitHostPort(a.String())
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func randomSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func render(w http.ResponseWriter, t *template.Template, u *oidcauth.User) {

@@ -22,10 +22,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -37,7 +33,7 @@ import (
 	"time"
 
 	"github.com/oidcauth/oidcauth"
-	"github.com/oidcauth/oidcauth/internal/devidp"
+	"github.com/oidcauth/oidcauth/internal/demo"
 )
 
 // defaultPolicyRoot is the package root of policy/.
@@ -64,24 +60,16 @@ func run() error {
 		tc.PolicyRoot = defaultPolicyRoot
 	}
 
-	addr := envOr("ADDR", ":8000")
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", demo.Env("ADDR", ":8000"))
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-
-	var cfg oidcauth.Config
-	if os.Getenv("OIDC_ISSUER") == "" {
-		idp, devCfg, err := startDevProvider(ln.Addr())
-		if err != nil {
-			return err
-		}
-		defer idp.Close()
-		cfg = devCfg
-	} else if cfg, err = oidcauth.ConfigFromEnv(); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
+	cfg, stopIdP, err := demo.Config(ln.Addr(), "oidcauth + Topaz demo (log in as alice, bob or carol)")
+	if err != nil {
+		return err
 	}
+	defer stopIdP()
 
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -106,22 +94,8 @@ func run() error {
 		return err
 	}
 
-	srv := &http.Server{
-		Handler:           auth.Handler(routes(auth, az)),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	slog.Info("topaz: listening", "addr", ln.Addr().String(), "open", appURL(ln.Addr()), "authorizer", tc)
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	slog.Info("topaz: authorizer", "config", tc)
+	return demo.Serve(ctx, ln, auth.Handler(routes(auth, az)))
 }
 
 // routes is the demo app: exactly these routes; anything else is 404 (or
@@ -138,27 +112,17 @@ func routes(auth *oidcauth.Auth, az *oidcauth.Authorizer) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = homePage.Execute(w, u)
 	})
-	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
-		u, err := auth.User(r)
-		switch {
-		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session_store_unavailable"})
-		case u == nil:
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
-		default:
-			writeJSON(w, http.StatusOK, map[string]string{"sub": u.Subject, "email": u.Email, "name": u.Name})
-		}
-	})
+	mux.HandleFunc("GET /me", demo.Me(auth))
 	// Policy <root>.GET.documents.__id, resource {"id": ...}: the path is
 	// derived from the route's pattern.
 	mux.Handle("GET /documents/{id}", az.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "action": "read", "by": subject(r)})
+		demo.WriteJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "action": "read", "by": subject(r)})
 	})))
 	// ReBAC: may the user can_write this document? Asks <root>.check.
 	mux.Handle("PUT /documents/{id}", az.RequireRelation("document", "can_write", func(r *http.Request) string {
 		return r.PathValue("id")
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "action": "write", "by": subject(r)})
+		demo.WriteJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "action": "write", "by": subject(r)})
 	})))
 	return mux
 }
@@ -170,64 +134,6 @@ func subject(r *http.Request) string {
 		return u.Subject
 	}
 	return ""
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// startDevProvider starts the built-in development identity provider and
-// returns a configuration for this app against it (as examples/basic).
-func startDevProvider(app net.Addr) (*devidp.Provider, oidcauth.Config, error) {
-	base := appURL(app)
-	secret := envOr("SESSION_SECRET", randomSecret())
-	client := devidp.Client{
-		ID:                     "oidcauth-demo",
-		Secret:                 randomSecret(),
-		RedirectURIs:           []string{base + "auth/callback"},
-		PostLogoutRedirectURIs: []string{base},
-	}
-	idp, err := devidp.Listen("127.0.0.1:0", devidp.Options{Clients: []devidp.Client{client}})
-	if err != nil {
-		return nil, oidcauth.Config{}, err
-	}
-	slog.Warn("topaz: OIDC_ISSUER is not set, so a DEVELOPMENT identity provider was started on " + idp.Issuer() +
-		". It logs in anyone who clicks a demo user: never use it in production.")
-	cfg := oidcauth.Config{
-		Issuer:                idp.Issuer(),
-		ClientID:              client.ID,
-		ClientSecret:          client.Secret,
-		RedirectURI:           client.RedirectURIs[0],
-		PostLogoutRedirectURI: base,
-		SessionSecret:         secret,
-	}
-	fmt.Fprintf(os.Stderr, "\n  oidcauth + Topaz demo: open %s and log in as alice, bob or carol.\n\n", base)
-	return idp, cfg, nil
-}
-
-// appURL is the URL a person on this machine opens for the app.
-func appURL(a net.Addr) string {
-	host, port, _ := net.SplitHostPort(a.String())
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func randomSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 var homePage = template.Must(template.New("home").Parse(`<!doctype html>
