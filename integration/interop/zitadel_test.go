@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 type ZitadelOP struct {
 	Issuer string
 	srv    *http.Server
+	store  *zitadelStorage
 
 	mu   sync.Mutex
 	hits map[string]int // requests per path
@@ -67,6 +69,9 @@ type zitadelStorage struct {
 	*storage.Storage
 	clientID               string
 	postLogoutRedirectURIs []string
+	// accessTokenTTL, when set, shortens the access tokens' lifetime as
+	// the token responses announce it (refresh_test.go).
+	accessTokenTTL atomic.Int64
 }
 
 // zitadelClient adds post-logout redirect URIs to a storage client.
@@ -114,7 +119,7 @@ func startZitadel(t testing.TB, clientID, secret, appBase string) *ZitadelOP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	z := &ZitadelOP{Issuer: issuer, hits: make(map[string]int)}
+	z := &ZitadelOP{Issuer: issuer, store: store, hits: make(map[string]int)}
 	interceptor := op.NewIssuerInterceptor(provider.IssuerFromRequest)
 	callback := op.AuthCallbackURL(provider)
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/oidcauth/oidcauth"
@@ -80,7 +81,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	slog.Info("listening", "addr", ln.Addr().String(), "open", AppURL(ln.Addr()))
+	slog.Info(filepath.Base(os.Args[0])+": listening", "addr", ln.Addr().String(), "open", AppURL(ln.Addr()))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
