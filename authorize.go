@@ -106,6 +106,13 @@ type AuthorizerConfig struct {
 	// cause; default Auth's logger, or slog.Default(). Tokens are never
 	// logged.
 	Logger *slog.Logger
+	// AuditLog, when set, receives one Info line per decision: identity
+	// type and value (never a JWT's), policy path, decision, outcome
+	// (allowed, denied, error) and whether it was cached. Off by default.
+	AuditLog *slog.Logger
+	// Observer receives an EventDecision per decision and times the
+	// authorizer calls (OpAuthorize); default Auth's (see WithObserver).
+	Observer Observer
 }
 
 // Authorizer asks a Topaz authorizer whether a request may proceed. Make
@@ -131,6 +138,8 @@ type Authorizer struct {
 
 	errorHandler ErrorHandler
 	log          *slog.Logger
+	audit        *slog.Logger // nil: no audit log
+	obs          Observer     // nil: nothing recorded
 	cache        decisionCache
 }
 
@@ -188,6 +197,9 @@ func NewAuthorizer(client AuthorizerClient, cfg AuthorizerConfig) (*Authorizer, 
 			cfg.Logger = cfg.Auth.log
 		}
 	}
+	if cfg.Observer == nil && cfg.Auth != nil {
+		cfg.Observer = cfg.Auth.obs
+	}
 	z := &Authorizer{
 		client:       client,
 		root:         cfg.PolicyRoot,
@@ -200,6 +212,8 @@ func NewAuthorizer(client AuthorizerClient, cfg AuthorizerConfig) (*Authorizer, 
 		timeout:      cfg.Timeout,
 		errorHandler: cfg.ErrorHandler,
 		log:          cfg.Logger,
+		audit:        cfg.AuditLog,
+		obs:          cfg.Observer,
 	}
 	z.cache.init(cfg.CacheTTL, cfg.CacheSize, time.Now)
 	return z, nil
@@ -345,7 +359,7 @@ func (z *Authorizer) allowed(ctx context.Context, q *question) (bool, error) {
 	if q.deny {
 		return false, nil
 	}
-	ok, err := z.decide(ctx, q)
+	ok, err := z.decideAndRecord(ctx, q)
 	switch {
 	case errors.Is(err, errUnknownIdentity):
 		return false, nil
@@ -404,7 +418,7 @@ func (z *Authorizer) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	allowed := false
 	if !q.deny {
-		allowed, err = z.decide(r.Context(), q)
+		allowed, err = z.decideAndRecord(r.Context(), q)
 	}
 	switch {
 	case errors.Is(err, errUnknownIdentity):
@@ -544,13 +558,47 @@ var identityTypes = [...]api.IdentityType{
 }
 
 // decide answers q from the cache or, on a miss, from the authorizer.
-func (z *Authorizer) decide(ctx context.Context, q *question) (bool, error) {
+func (z *Authorizer) decide(ctx context.Context, q *question) (allowed, cached bool, err error) {
 	var buf [256]byte
 	key := q.appendKey(buf[:0], z.decision)
 	if allowed, ok := z.cache.get(key); ok {
-		return allowed, nil
+		return allowed, true, nil
 	}
-	return z.miss(ctx, key, q)
+	allowed, err = z.miss(ctx, key, q)
+	return allowed, false, err
+}
+
+// decideAndRecord decides q and, when observed or audited, records the
+// decision. Without either it costs nothing more than decide.
+func (z *Authorizer) decideAndRecord(ctx context.Context, q *question) (bool, error) {
+	if z.obs == nil && z.audit == nil {
+		allowed, _, err := z.decide(ctx, q)
+		return allowed, err
+	}
+	start := time.Now()
+	allowed, cached, err := z.decide(ctx, q)
+	outcome := "denied"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case allowed:
+		outcome = "allowed"
+	}
+	// Copies, so that q stays on the caller's stack (see fail).
+	path, idType, value := strings.Clone(q.path), q.id.Type, strings.Clone(q.id.Value)
+	if z.obs != nil {
+		z.obs.Event(ctx, Event{Kind: EventDecision, Outcome: outcome, Cached: cached, PolicyPath: path, Duration: time.Since(start)})
+	}
+	if z.audit != nil {
+		if idType == IdentityJWT {
+			value = "" // a token: never logged
+		}
+		z.audit.LogAttrs(ctx, slog.LevelInfo, "oidcauth: authorization decision",
+			slog.String("identity_type", idType.String()), slog.String("identity", value),
+			slog.String("policy", path), slog.String("decision", z.decision),
+			slog.String("outcome", outcome), slog.Bool("cached", cached))
+	}
+	return allowed, err
 }
 
 // miss asks the authorizer, sharing the call with concurrent identical
@@ -583,7 +631,9 @@ func (z *Authorizer) ask(ctx context.Context, q *question) (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), z.timeout)
 	defer cancel()
+	ctx, end := startOp(z.obs, ctx, OpAuthorize)
 	resp, err := z.client.Is(ctx, req)
+	end(err)
 	if err != nil {
 		st, _ := status.FromError(err)
 		switch {

@@ -712,10 +712,10 @@ func TestAuthorizerCallerLeavingDoesNotFailOthers(t *testing.T) {
 	}
 	leaderCtx, cancel := context.WithCancel(context.Background())
 	leader := make(chan error, 1)
-	go func() { _, err := at.az.decide(leaderCtx, q()); leader <- err }()
+	go func() { _, _, err := at.az.decide(leaderCtx, q()); leader <- err }()
 	waitFor(t, func() bool { return fake.calls.Load() == 1 })
 	other := make(chan bool, 1)
-	go func() { ok, _ := at.az.decide(context.Background(), q()); other <- ok }()
+	go func() { ok, _, _ := at.az.decide(context.Background(), q()); other <- ok }()
 	waitFor(t, func() bool { return at.az.cache.joined() == 1 })
 	cancel()
 	if err := <-leader; !errors.Is(err, context.Canceled) {
@@ -744,10 +744,10 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestAuthorizerHitAllocatesNothing(t *testing.T) {
 	at := newAzTest(t, allowUsers("user-alice"), nil)
 	q := question{id: Identity{IdentitySubject, "user-alice"}, path: "docs.GET.documents.__id", pairs: []kv{{"id", "1"}}}
-	if ok, err := at.az.decide(context.Background(), &q); !ok || err != nil {
+	if ok, _, err := at.az.decide(context.Background(), &q); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	if n := testing.AllocsPerRun(100, func() { _, _ = at.az.decide(context.Background(), &q) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = at.az.decide(context.Background(), &q) }); n != 0 {
 		t.Errorf("a cache hit allocates %.0f times", n)
 	}
 	// The whole middleware, for a request whose session is loaded.

@@ -48,6 +48,7 @@ func (a *Auth) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bad := func(msg string, cause error) {
+		a.event(r.Context(), Event{Kind: EventBackchannelLogout, Outcome: "invalid"})
 		a.log.InfoContext(r.Context(), "oidcauth: back-channel logout refused", "reason", msg, "cause", fmt.Sprint(cause))
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": msg})
 	}
@@ -74,9 +75,11 @@ func (a *Auth) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	n, err := a.endSessions(r.Context(), lt)
 	if err != nil {
 		a.logoutJTIs.remove(replayKey) // let the IdP retry
+		a.event(r.Context(), Event{Kind: EventBackchannelLogout, Outcome: "error"})
 		a.fail(w, r, storeError(err))
 		return
 	}
+	a.event(r.Context(), Event{Kind: EventBackchannelLogout, Outcome: "success"})
 	a.log.InfoContext(r.Context(), "oidcauth: back-channel logout", "sub", lt.Subject, "sid", lt.SID, "sessions_ended", n)
 	w.WriteHeader(http.StatusOK)
 }

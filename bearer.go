@@ -124,7 +124,9 @@ func (a *Auth) introspect(ctx context.Context, raw string) (*Session, error) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(a.cfg.ClientID), url.QueryEscape(a.cfg.ClientSecret))
-	resp, err := a.client.Do(req)
+	ictx, end := startOp(a.obs, ctx, OpIntrospection)
+	resp, err := a.client.Do(req.WithContext(ictx))
+	end(err)
 	if err != nil {
 		return nil, &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Message: "The identity provider cannot be reached.", Err: redactURLError(err)}
 	}

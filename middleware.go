@@ -45,19 +45,35 @@ func (s *reqState) session() (*Session, error) {
 
 func (s *reqState) load() {
 	a := s.auth
+	store := a.storeKind
+	raw, bearer := "", false
 	if a.bearerVerifier != nil {
-		if raw, ok := bearerToken(s.req); ok {
-			s.sess, s.bearerErr = a.bearerSession(s.req.Context(), raw)
-			var e *Error
-			if errors.As(s.bearerErr, &e) { // the IdP could not be asked
-				s.err, s.bearerErr = e, nil
-			}
-			return
+		raw, bearer = bearerToken(s.req)
+	}
+	if bearer {
+		store = "bearer"
+		s.sess, s.bearerErr = a.bearerSession(s.req.Context(), raw)
+		var e *Error
+		if errors.As(s.bearerErr, &e) { // the IdP could not be asked
+			s.err, s.bearerErr = e, nil
+		}
+	} else {
+		s.sess, s.err = a.store.Load(s.req)
+		if s.sess != nil && a.revoked.has(s.sess) {
+			s.sess = nil
 		}
 	}
-	s.sess, s.err = a.store.Load(s.req)
-	if s.sess != nil && a.revoked.has(s.sess) {
-		s.sess = nil
+	if a.obs != nil {
+		outcome := "anonymous"
+		switch {
+		case s.err != nil:
+			outcome = "error"
+		case s.bearerErr != nil:
+			outcome = "invalid"
+		case s.sess != nil:
+			outcome = "user"
+		}
+		a.obs.Event(s.req.Context(), Event{Kind: EventSessionLoaded, Store: store, Outcome: outcome})
 	}
 }
 

@@ -71,6 +71,9 @@ type Auth struct {
 	postLogoutPath  string      // the post-logout landing on this app, if any
 	appOrigin       string      // scheme://host of the redirect URI
 	bearerCache     bearerCache // verified bearer tokens
+
+	obs       Observer // nil: nothing is recorded
+	storeKind string   // the store's name in Events
 }
 
 // Option changes how New builds an Auth.
@@ -84,6 +87,7 @@ type options struct {
 	loginPath    string
 	logoutPath   string
 	backchannel  string
+	observer     Observer
 	now          func() time.Time
 }
 
@@ -170,6 +174,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 		store:        o.store,
 
 		backchannelPath: o.backchannel,
+		obs:             o.observer,
 		appOrigin:       redirectURL.Scheme + "://" + redirectURL.Host,
 		txBase: http.Cookie{
 			Path:     redirectURL.Path,
@@ -193,6 +198,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 		a.store = newCookieStore(sealer, cfg.SessionCookieName, secure, o.now)
 	}
 
+	a.storeKind = storeName(a.store)
 	meta, err := a.discover(ctx)
 	if err != nil {
 		return nil, err
@@ -256,7 +262,9 @@ func (a *Auth) discover(ctx context.Context) (discovery, error) {
 	wellKnown := strings.TrimSuffix(a.cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		meta, err := a.fetchDiscovery(ctx, wellKnown)
+		sctx, end := startOp(a.obs, ctx, OpDiscovery)
+		meta, err := a.fetchDiscovery(sctx, wellKnown)
+		end(err)
 		if err == nil {
 			return meta, nil
 		}
@@ -377,6 +385,7 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		params = append(params, oauth2.SetAuthURLParam("prompt", "consent"))
 	}
 	target := a.oauth.AuthCodeURL(tx.State, params...)
+	a.event(r.Context(), Event{Kind: EventLoginStarted})
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)
 }
@@ -389,15 +398,19 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "The callback takes GET."})
 		return
 	}
+	start := a.now()
 	sess, next, err := a.finishLogin(w, r)
+	if err == nil {
+		if serr := a.store.Save(w, r, sess); serr != nil {
+			err = storeError(serr)
+		}
+	}
 	if err != nil {
+		a.event(r.Context(), Event{Kind: EventLoginFailed, Outcome: errorAs(err).Code, Duration: a.now().Sub(start)})
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.store.Save(w, r, sess); err != nil {
-		a.fail(w, r, storeError(err))
-		return
-	}
+	a.event(r.Context(), Event{Kind: EventLoginSucceeded, Duration: a.now().Sub(start)})
 	a.log.InfoContext(r.Context(), "oidcauth: login", "sub", sess.Subject, "iss", sess.Issuer)
 	http.Redirect(w, r, next, http.StatusFound)
 }
@@ -435,7 +448,9 @@ func (a *Auth) finishLogin(w http.ResponseWriter, r *http.Request) (*Session, st
 	}
 
 	ctx := oidc.ClientContext(r.Context(), a.client)
-	token, err := a.oauth.Exchange(ctx, code, oauth2.VerifierOption(tx.Verifier))
+	tctx, end := startOp(a.obs, ctx, OpToken)
+	token, err := a.oauth.Exchange(tctx, code, oauth2.VerifierOption(tx.Verifier))
+	end(err)
 	if err != nil {
 		return nil, "", tokenError(err)
 	}
@@ -563,7 +578,9 @@ func (a *Auth) addUserinfo(ctx context.Context, token *oauth2.Token, sub string,
 	if a.meta.UserinfoURL == "" {
 		return &Error{Status: http.StatusBadGateway, Code: "userinfo_unavailable", Message: "The identity provider has no userinfo endpoint.", Err: errors.New("OIDC_USERINFO=true but no userinfo_endpoint")}
 	}
-	info, err := a.provider.UserInfo(ctx, oauth2.StaticTokenSource(token))
+	uctx, end := startOp(a.obs, ctx, OpUserinfo)
+	info, err := a.provider.UserInfo(uctx, oauth2.StaticTokenSource(token))
+	end(err)
 	if err != nil {
 		if a.cfg.Userinfo == UserinfoAuto {
 			a.log.WarnContext(ctx, "oidcauth: userinfo failed; continuing with the ID token's claims", "cause", err.Error())

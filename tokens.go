@@ -78,7 +78,15 @@ func (a *Auth) Token(w http.ResponseWriter, r *http.Request) (*oauth2.Token, err
 		return nil, ErrLoginRequired
 	}
 	renewed, err := a.refreshes.do(sess.RefreshToken, a.now(), func() (*Session, error) {
-		return a.refresh(r.Context(), r, sess)
+		s, err := a.refresh(r.Context(), r, sess)
+		outcome := "success"
+		if errors.Is(err, ErrSessionEnded) {
+			outcome = "ended"
+		} else if err != nil {
+			outcome = "error"
+		}
+		a.event(r.Context(), Event{Kind: EventRefresh, Outcome: outcome})
+		return s, err
 	})
 	if errors.Is(err, ErrSessionEnded) {
 		a.log.InfoContext(r.Context(), "oidcauth: refresh refused; ending the session", "sub", sess.Subject)
@@ -154,7 +162,9 @@ func (a *Auth) refresh(ctx context.Context, r *http.Request, sess *Session) (*Se
 		}
 	}
 	ctx = oidc.ClientContext(ctx, a.client)
-	tok, err := a.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: sess.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	rctx, end := startOp(a.obs, ctx, OpRefresh)
+	tok, err := a.oauth.TokenSource(rctx, &oauth2.Token{RefreshToken: sess.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	end(err)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
