@@ -178,3 +178,32 @@ func runTest(test func(t testing.TB)) {
 		fmt.Println("FAIL:", msg)
 	}
 }
+
+// A test of an app's authorization wiring without a Topaz: the fake
+// authorizer's policy is a Go function.
+func ExampleNewAuthorizer() {
+	runTest(func(t testing.TB) {
+		auth := oidcauthtest.NewAuth(t)
+		fake := oidcauthtest.NewAuthorizer(func(id oidcauth.Identity, path string, resource map[string]any) bool {
+			return id.Value == "user-alice" && path == "docs.GET.documents.__id"
+		})
+		az, err := oidcauth.NewAuthorizer(fake, oidcauth.AuthorizerConfig{PolicyRoot: "docs", Auth: auth})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /documents/{id}", az.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "document ", r.PathValue("id"))
+		})))
+		app := auth.Handler(mux)
+
+		for _, user := range []string{"alice", "bob"} {
+			rec := httptest.NewRecorder()
+			app.ServeHTTP(rec, oidcauthtest.NewRequest(t, auth, user, "GET", "/documents/42", nil))
+			fmt.Println(user, rec.Code)
+		}
+	})
+	// Output:
+	// alice 200
+	// bob 403
+}
