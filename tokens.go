@@ -77,7 +77,7 @@ func (a *Auth) Token(w http.ResponseWriter, r *http.Request) (*oauth2.Token, err
 	case sess.RefreshToken == "":
 		return nil, ErrLoginRequired
 	}
-	renewed, err := a.refreshes.do(sess.RefreshToken, a.now(), func() (*Session, error) {
+	renewed, err := a.refreshes.do(sess.RefreshToken, a.now(), a.fresh, func() (*Session, error) {
 		s, err := a.refresh(r.Context(), r, sess)
 		outcome := "success"
 		if errors.Is(err, ErrSessionEnded) {
@@ -212,17 +212,28 @@ type refreshCall struct {
 	expires time.Time
 }
 
-func (g *refreshGroup) do(refreshToken string, now time.Time, fn func() (*Session, error)) (*Session, error) {
+// do runs fn for refreshToken, or joins the call already running for it,
+// or returns the result of a call that finished less than refreshMemory
+// ago if that result is still usable (a session whose tokens are still
+// fresh, or an ended session). IdPs that do not rotate refresh tokens send
+// the same one next time: its old result is stale by then and fn runs.
+func (g *refreshGroup) do(refreshToken string, now time.Time, fresh func(*Session) bool, fn func() (*Session, error)) (*Session, error) {
 	k := sha256Key(refreshToken)
 	key := string(k[:])
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = make(map[string]*refreshCall)
 	}
-	if c, ok := g.calls[key]; ok && (c.expires.IsZero() || now.Before(c.expires)) {
-		g.mu.Unlock()
-		<-c.done
-		return c.sess, c.err
+	if c, ok := g.calls[key]; ok {
+		if c.expires.IsZero() { // in flight
+			g.mu.Unlock()
+			<-c.done
+			return c.sess, c.err
+		}
+		if now.Before(c.expires) && (c.err != nil || fresh(c.sess)) {
+			g.mu.Unlock()
+			return c.sess, c.err
+		}
 	}
 	for k, c := range g.calls {
 		if !c.expires.IsZero() && !now.Before(c.expires) {

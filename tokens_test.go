@@ -2,6 +2,7 @@ package oidcauth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -128,5 +129,31 @@ func TestRefreshedIDTokenIsValidated(t *testing.T) {
 	if _, err := h.auth.Token(httptest.NewRecorder(), tokenRequest(h)); !errors.Is(err, ErrSessionEnded) ||
 		!strings.Contains(err.Error(), "ID token") {
 		t.Fatalf("refreshed ID token with a wrong aud: %v", err)
+	}
+}
+
+// TestRefreshGroupWithoutRotation: an IdP that keeps the refresh token
+// sends the same one for the next refresh; the remembered result of the
+// last one is stale by then and must not be served again.
+func TestRefreshGroupWithoutRotation(t *testing.T) {
+	var g refreshGroup
+	now := time.Now()
+	calls := 0
+	refresh := func() (*Session, error) {
+		calls++
+		return &Session{AccessToken: fmt.Sprint("at", calls), AccessTokenExpiry: now.Add(time.Duration(calls) * 70 * time.Second)}, nil
+	}
+	fresh := func(at time.Time) func(*Session) bool {
+		return func(s *Session) bool { return at.Add(refreshMargin).Before(s.AccessTokenExpiry) }
+	}
+	s1, _ := g.do("same-rt", now, fresh(now), refresh)
+	// Just after: the remembered result is still fresh and is shared.
+	if s, _ := g.do("same-rt", now.Add(time.Second), fresh(now.Add(time.Second)), refresh); s != s1 || calls != 1 {
+		t.Fatalf("a fresh remembered result was not reused (%d calls)", calls)
+	}
+	// Later, within refreshMemory but with that token near expiry: refresh again.
+	later := now.Add(45 * time.Second)
+	if s, _ := g.do("same-rt", later, fresh(later), refresh); s == s1 || calls != 2 {
+		t.Fatalf("a stale remembered result was served again (%d calls)", calls)
 	}
 }
