@@ -129,44 +129,46 @@ func (s *Session) UnmarshalBinary(b []byte) error {
 	if len(b) == 0 || b[0] != codecVersion {
 		return errBadSession
 	}
-	b = b[1:]
-	for len(b) > 0 {
-		tag := b[0]
-		n, k := binary.Uvarint(b[1:])
-		if k <= 0 || n > uint64(len(b)-1-k) {
+	// One copy of the whole encoding; the fields are slices of it (one
+	// allocation instead of one per field).
+	all := string(b[1:])
+	for i := 0; i < len(all); {
+		tag := all[i]
+		n, k := uvarint(all[i+1:])
+		if k <= 0 || n > uint64(len(all)-i-1-k) {
 			return errBadSession
 		}
-		v := b[1+k : 1+k+int(n)]
-		b = b[1+k+int(n):]
+		v := all[i+1+k : i+1+k+int(n)]
+		i += 1 + k + int(n)
 		switch tag {
 		case tagSubject:
-			s.Subject = string(v)
+			s.Subject = v
 		case tagEmail:
-			s.Email = string(v)
+			s.Email = v
 		case tagName:
-			s.Name = string(v)
+			s.Name = v
 		case tagPreferredUsername:
-			s.PreferredUsername = string(v)
+			s.PreferredUsername = v
 		case tagIssuer:
-			s.Issuer = string(v)
+			s.Issuer = v
 		case tagSID:
-			s.SID = string(v)
+			s.SID = v
 		case tagIDToken:
-			s.IDToken = string(v)
+			s.IDToken = v
 		case tagAccessToken:
-			s.AccessToken = string(v)
+			s.AccessToken = v
 		case tagRefreshToken:
-			s.RefreshToken = string(v)
+			s.RefreshToken = v
 		case tagCreatedAtMilli:
 			if len(v) != 8 {
 				return errBadSession
 			}
-			s.CreatedAt = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+			s.CreatedAt = time.UnixMilli(int64(bigEndian64(v)))
 		case tagCreatedAt, tagExpiresAt, tagAccessTokenExpiry:
 			if len(v) != 8 {
 				return errBadSession
 			}
-			t := time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
+			t := time.Unix(int64(bigEndian64(v)), 0)
 			switch tag {
 			case tagCreatedAt:
 				s.CreatedAt = t
@@ -181,6 +183,31 @@ func (s *Session) UnmarshalBinary(b []byte) error {
 		return errBadSession
 	}
 	return nil
+}
+
+// uvarint is binary.Uvarint over a string.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	for i := 0; i < len(s); i++ {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		c := s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(c)<<(7*i), i + 1
+		}
+		x |= uint64(c&0x7f) << (7 * i)
+	}
+	return 0, 0
+}
+
+func bigEndian64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[7]) | uint64(s[6])<<8 | uint64(s[5])<<16 | uint64(s[4])<<24 |
+		uint64(s[3])<<32 | uint64(s[2])<<40 | uint64(s[1])<<48 | uint64(s[0])<<56
 }
 
 func appendField(b []byte, tag byte, v string) []byte {

@@ -1,6 +1,7 @@
 package oidcauth
 
 import (
+	"encoding/binary"
 	"net/http"
 	"reflect"
 	"strings"
@@ -70,4 +71,23 @@ func TestGorillaStoreAdapter(t *testing.T) {
 	h.mustBe("user-alice")
 	h.get("/logout")
 	h.mustBeAnonymous()
+}
+
+func TestUvarintMatchesBinaryUvarint(t *testing.T) {
+	inputs := [][]byte{nil, {0}, {1}, {0x7f}, {0x80}, {0x80, 1}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}}
+	for i := range 2000 {
+		b := make([]byte, i%12)
+		for j := range b {
+			b[j] = byte((i*131 + j*197) ^ (j << 5))
+		}
+		inputs = append(inputs, b)
+	}
+	for _, b := range inputs {
+		n1, k1 := binary.Uvarint(b)
+		n2, k2 := uvarint(string(b))
+		if n1 != n2 || k1 != k2 {
+			t.Fatalf("%x: binary.Uvarint = %d,%d; uvarint = %d,%d", b, n1, k1, n2, k2)
+		}
+	}
 }

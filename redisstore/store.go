@@ -42,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,6 +125,7 @@ type Store struct {
 	cookie    sessions.Options
 
 	touching sync.Map // session keys whose TTL is being refreshed
+	hot      loadCache
 }
 
 // New returns a Store keeping its sessions through client, which it does
@@ -381,16 +383,27 @@ const unlockScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis
 //
 // Load makes one round trip to Redis; with an idle timeout, a second one
 // (a TTL refresh) at most once a minute per session.
+//
+// The Entry returned may be shared with other loads of the same session:
+// do not modify it.
 func (s *Store) Load(ctx context.Context, token string) (*Entry, error) {
-	id := s.verify(token)
-	if id == "" {
-		return nil, nil
+	key, ok := s.hot.key(token)
+	if !ok {
+		id := s.verify(token)
+		if id == "" {
+			return nil, nil
+		}
+		key = s.sessionKey(id)
+		s.hot.putKey(token, key)
 	}
-	return s.load(ctx, id)
+	return s.loadKey(ctx, key)
 }
 
 func (s *Store) load(ctx context.Context, id string) (*Entry, error) {
-	key := s.sessionKey(id)
+	return s.loadKey(ctx, s.sessionKey(id))
+}
+
+func (s *Store) loadKey(ctx context.Context, key string) (*Entry, error) {
 	var (
 		value string
 		pttl  time.Duration
@@ -414,13 +427,20 @@ func (s *Store) load(ctx context.Context, id string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load: %w", err)
 	}
-	plain, err := s.sealer.Open(value, key)
-	if err != nil {
-		return nil, nil // sealed with an unknown secret, or not ours
+	e := s.hot.entry(key, value)
+	if e == nil {
+		plain, err := s.sealer.Open(value, key)
+		if err != nil {
+			return nil, nil // sealed with an unknown secret, or not ours
+		}
+		var ok bool
+		if e, ok = decodeEntry(plain); !ok {
+			return nil, nil
+		}
+		s.hot.putEntry(key, value, e)
 	}
-	e, ok := decodeEntry(plain)
 	now := s.now()
-	if !ok || !now.Before(e.ExpiresAt) {
+	if !now.Before(e.ExpiresAt) {
 		return nil, nil
 	}
 	if s.idle > 0 {
@@ -542,4 +562,75 @@ func (s *Store) deleteByIndex(ctx context.Context, kind, value string) (int, err
 		n += int(d.Val())
 	}
 	return n, nil
+}
+
+// loadCache spares a returning session the work that gives the same
+// result every time: verifying its token's signature and hashing the id
+// into the Redis key, and opening and decoding a stored value that has not
+// changed since the last load. It never spares the Redis read itself, so a
+// deleted, expired or rewritten session is seen at once: an entry is only
+// reused when Redis returned exactly the sealed value it was opened from.
+type loadCache struct {
+	mu      sync.RWMutex
+	keys    map[string]string // verified token → Redis key
+	entries map[string]cachedEntry
+}
+
+type cachedEntry struct {
+	value string // the sealed value as read from Redis
+	e     *Entry
+}
+
+// maxHot bounds each map of loadCache.
+const maxHot = 10_000
+
+func (c *loadCache) key(token string) (string, bool) {
+	c.mu.RLock()
+	k, ok := c.keys[token]
+	c.mu.RUnlock()
+	return k, ok
+}
+
+func (c *loadCache) putKey(token, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.keys == nil {
+		c.keys = make(map[string]string)
+	}
+	evictSome(c.keys)
+	c.keys[strings.Clone(token)] = key
+}
+
+func (c *loadCache) entry(key, value string) *Entry {
+	c.mu.RLock()
+	ce, ok := c.entries[key]
+	c.mu.RUnlock()
+	if ok && ce.value == value {
+		return ce.e
+	}
+	return nil
+}
+
+func (c *loadCache) putEntry(key, value string, e *Entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[string]cachedEntry)
+	}
+	evictSome(c.entries)
+	c.entries[key] = cachedEntry{value: value, e: e}
+}
+
+// evictSome drops an arbitrary tenth of a full map.
+func evictSome[V any](m map[string]V) {
+	if len(m) < maxHot {
+		return
+	}
+	n := maxHot / 10
+	for k := range m {
+		delete(m, k)
+		if n--; n == 0 {
+			return
+		}
+	}
 }
