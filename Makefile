@@ -4,7 +4,7 @@ GO          ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARTIFACTS   ?= $(CURDIR)/artifacts
 
-.PHONY: test deps lint unit integration fuzz fuzz-short bench
+.PHONY: test deps lint unit integration fuzz fuzz-short bench load
 
 test: deps lint unit integration fuzz-short
 
@@ -41,3 +41,10 @@ fuzz-short:
 BENCHCOUNT ?= 6
 bench:
 	scripts/bench $(BENCHCOUNT)
+
+# Side-by-side load run with wrk on loopback: bench/bare, examples/basic with
+# cookie sessions and with Redis sessions, alternating rounds, every response
+# checked. make load LOADFLAGS="-rounds 5 -duration 10s -min-cookie-ratio 0.85 -min-redis-ratio 0.5"
+LOADFLAGS ?=
+load:
+	scripts/load $(LOADFLAGS)
