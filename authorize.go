@@ -238,12 +238,14 @@ func (a *Auth) IDTokenIdentity(r *http.Request) Identity {
 // (AuthorizerConfig.Auth, or the one whose Handler r went through), so
 // that a store failure is never taken for an anonymous request.
 func (z *Authorizer) Identity(r *http.Request) (Identity, error) {
+	a := z.authFor(r)
+	if a != nil {
+		_, r = a.state(r) // one session load serves the provider and the check
+	}
 	id := z.identity(r)
-	if id.Type == IdentityNone {
-		if a := z.authFor(r); a != nil {
-			if _, err := a.Session(r); err != nil {
-				return Identity{}, storeError(err)
-			}
+	if id.Type == IdentityNone && a != nil && a.mayHaveSession(r) {
+		if _, err := a.Session(r); err != nil {
+			return Identity{}, storeError(err)
 		}
 	}
 	return id, nil
@@ -585,14 +587,14 @@ func (z *Authorizer) decideAndRecord(ctx context.Context, q *question) (bool, er
 		outcome = "allowed"
 	}
 	// Copies, so that q stays on the caller's stack (see fail).
-	path, idType, value := strings.Clone(q.path), q.id.Type, strings.Clone(q.id.Value)
+	path, idType, value := strings.Clone(q.path), q.id.Type, ""
+	if z.audit != nil && idType != IdentityJWT {
+		value = strings.Clone(q.id.Value) // a JWT is a token: never logged
+	}
 	if z.obs != nil {
 		z.obs.Event(ctx, Event{Kind: EventDecision, Outcome: outcome, Cached: cached, PolicyPath: path, Duration: time.Since(start)})
 	}
 	if z.audit != nil {
-		if idType == IdentityJWT {
-			value = "" // a token: never logged
-		}
 		z.audit.LogAttrs(ctx, slog.LevelInfo, "oidcauth: authorization decision",
 			slog.String("identity_type", idType.String()), slog.String("identity", value),
 			slog.String("policy", path), slog.String("decision", z.decision),

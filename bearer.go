@@ -126,14 +126,18 @@ func (a *Auth) introspect(ctx context.Context, raw string) (*Session, error) {
 	req.SetBasicAuth(url.QueryEscape(a.cfg.ClientID), url.QueryEscape(a.cfg.ClientSecret))
 	ictx, end := startOp(a.obs, ctx, OpIntrospection)
 	resp, err := a.client.Do(req.WithContext(ictx))
-	end(err)
 	if err != nil {
+		end(err)
 		return nil, &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Message: "The identity provider cannot be reached.", Err: redactURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, &Error{Status: http.StatusBadGateway, Code: "idp_unavailable", Message: "The identity provider failed.", Err: fmt.Errorf("introspection answered %d", resp.StatusCode)}
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("introspection answered %d", resp.StatusCode)
+	}
+	end(err)
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadGateway, Code: "idp_unavailable", Message: "The identity provider failed.", Err: err}
 	}
 	var ir struct {
 		Active bool            `json:"active"`

@@ -149,3 +149,33 @@ func TestNoObserverCostsNothing(t *testing.T) {
 		t.Errorf("an unobserved cache hit allocates %.0f times", n)
 	}
 }
+
+// TestOneSessionLoadPerRequest: an anonymous request through an
+// Authorizer loads (and reports) its session once, not once for the
+// identity and again for the store check.
+func TestOneSessionLoadPerRequest(t *testing.T) {
+	rec := &recorder{}
+	h := newHarness(t, harnessOption{opts: []Option{WithObserver(rec)}})
+	az, err := NewAuthorizer(allowUsers("user-alice"), AuthorizerConfig{PolicyRoot: "docs", Auth: h.auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /documents/{id}", az.Middleware(http.NotFoundHandler()))
+	app := h.auth.Handler(mux)
+	rec.reset()
+	w := httptest.NewRecorder()
+	app.ServeHTTP(w, httptest.NewRequest("GET", "/documents/1", nil))
+	if w.Code != http.StatusUnauthorized {
+		t.Fatalf("anonymous: %d", w.Code)
+	}
+	n := 0
+	for _, k := range rec.kinds() {
+		if strings.HasPrefix(k, "session_loaded") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d session loads for one request: %v", n, rec.kinds())
+	}
+}
