@@ -204,8 +204,6 @@ func saveFile(testName, path string) error {
 // newOP starts an oidc-provider of the test's own (other clients, a short
 // access-token lifetime, ...) and stops it when the test ends, saving its
 // log if the test failed.
-//
-//lint:ignore U1000 for the refresh flow (short AccessTokenTTL, RefreshAlways), which comes with the library's refresh support.
 func newOP(t testing.TB, opts OPOptions) *OP {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
