@@ -242,7 +242,10 @@ func TestCertifiedSingleSignOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := newApp(t, "basic-second-client", AppOptions{Port: port, Issuer: c.OP.Issuer, ClientID: client.ID, ClientSecret: client.Secret})
+	// Its own cookie name: cookies on 127.0.0.1 reach every port, so with
+	// the default name the second app would overwrite the first one's.
+	second := newApp(t, "basic-second-client", AppOptions{Port: port, Issuer: c.OP.Issuer, ClientID: client.ID, ClientSecret: client.Secret,
+		Env: []string{"SESSION_COOKIE_NAME=second"}})
 	tab := sharedBrowser(t).NewWindow(t, "sso")
 	loginAt(t, tab, c.App, alice)
 
