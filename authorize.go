@@ -474,29 +474,15 @@ func (z *Authorizer) fail(w http.ResponseWriter, r *http.Request, q *question, e
 	// never escapes: escape analysis does not tell a struct's fields apart.
 	policy, id := strings.Clone(q.path), Identity{q.id.Type, strings.Clone(q.id.Value)}
 	e := errorAs(err)
-	level := slog.LevelInfo
-	if e.Status >= 500 {
-		level = slog.LevelError
-	}
-	attrs := []slog.Attr{
-		slog.Int("status", e.Status),
-		slog.String("code", e.Code),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
-		slog.String("policy", policy),
-		slog.String("identity_type", id.Type.String()),
-	}
+	extra := []slog.Attr{slog.String("policy", policy), slog.String("identity_type", id.Type.String())}
 	if id.Type == IdentitySubject {
-		attrs = append(attrs, slog.String("sub", id.Value))
-	}
-	if e.Err != nil {
-		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+		extra = append(extra, slog.String("sub", id.Value))
 	}
 	msg := "oidcauth: authorization denied"
 	if e.Status >= 500 {
 		msg = "oidcauth: authorization failed"
 	}
-	z.log.LogAttrs(r.Context(), level, msg, attrs...)
+	logFailure(z.log, r, e, msg, extra...)
 	z.errorHandler(w, r, e)
 }
 

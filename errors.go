@@ -83,21 +83,27 @@ func (a *Auth) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.errorHandler(w, r, e)
 		return
 	}
+	logFailure(a.log, r, e, "oidcauth: request failed")
+	a.errorHandler(w, r, e)
+}
+
+// logFailure logs e for r: Info for a client's mistake, Error for a 5xx,
+// with the status, code, request and cause, and any extra attributes.
+func logFailure(log *slog.Logger, r *http.Request, e *Error, msg string, extra ...slog.Attr) {
 	level := slog.LevelInfo
 	if e.Status >= 500 {
 		level = slog.LevelError
 	}
-	attrs := []slog.Attr{
+	attrs := append([]slog.Attr{
 		slog.Int("status", e.Status),
 		slog.String("code", e.Code),
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
-	}
+	}, extra...)
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("cause", e.Err.Error()))
 	}
-	a.log.LogAttrs(r.Context(), level, "oidcauth: request failed", attrs...)
-	a.errorHandler(w, r, e)
+	log.LogAttrs(r.Context(), level, msg, attrs...)
 }
 
 // wantsHTML reports whether r is from a browser that reads HTML.
