@@ -4,9 +4,9 @@ GO          ?= go
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARTIFACTS   ?= $(CURDIR)/artifacts
 
-.PHONY: test deps lint unit integration fuzz fuzz-short bench load
+.PHONY: test deps lint unit integration fuzz fuzz-short bench load soak soak-short
 
-test: deps lint unit integration fuzz-short
+test: deps lint unit integration fuzz-short soak-short
 
 deps:
 	scripts/deps
@@ -54,3 +54,13 @@ bench:
 LOADFLAGS ?=
 load:
 	scripts/load $(LOADFLAGS)
+
+# Bounded soak of examples/basic with its development provider and Redis
+# (make soak SOAKTIME=5m SOAKFLAGS="-workers 40 -race"); make test runs 10 s.
+SOAKTIME  ?= 60s
+SOAKFLAGS ?=
+soak:
+	scripts/soak $(SOAKTIME) $(SOAKFLAGS)
+
+soak-short:
+	scripts/soak 10s

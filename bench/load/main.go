@@ -35,6 +35,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/oidcauth/oidcauth/bench/internal/procs"
+	"github.com/oidcauth/oidcauth/bench/internal/weblogin"
 	"github.com/oidcauth/oidcauth/internal/devidp"
 )
 
@@ -144,10 +146,10 @@ type target struct {
 	name     string // bare, cookie, redis, bare-anon, anon
 	what     string // the server, for the table
 	path     string
-	srv      *proc
-	redis    *proc   // its Redis, whose CPU is counted apart
-	script   string  // the wrk script: the check, and the session cookie
-	baseline *target // the bare run it is compared with
+	srv      *procs.Proc
+	redis    *procs.Proc // its Redis, whose CPU is counted apart
+	script   string      // the wrk script: the check, and the session cookie
+	baseline *target     // the bare run it is compared with
 	results  []wrkResult
 }
 
@@ -194,8 +196,8 @@ func run(cfg *config) (err error) {
 			return err
 		}
 	}
-	var ps procs
-	defer ps.stopAll() // runs before the directory is removed
+	var ps procs.Procs
+	defer ps.StopAll() // runs before the directory is removed
 
 	// Build the servers, without -race, as they would ship.
 	root := cfg.moduleRootOverride
@@ -211,13 +213,13 @@ func run(cfg *config) (err error) {
 		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
 
-	env := cleanEnv()
-	start := func(name, bin string, args []string, extra ...string) (*proc, string, error) {
-		p, err := ps.start(name, filepath.Join(tmp, bin), args, append(slices.Clip(env), extra...), logDir)
+	env := procs.CleanEnv()
+	start := func(name, bin string, args []string, extra ...string) (*procs.Proc, string, error) {
+		p, err := ps.Start(name, filepath.Join(tmp, bin), args, append(slices.Clip(env), extra...), logDir)
 		if err != nil {
 			return nil, "", err
 		}
-		u, err := p.waitURL(ctx, time.Minute)
+		u, err := p.WaitURL(ctx, time.Minute)
 		return p, u, err
 	}
 	bare, bareURL, err := start("bare", "bare", []string{"-user", cfg.user}, "ADDR=127.0.0.1:0")
@@ -228,9 +230,9 @@ func run(cfg *config) (err error) {
 	if err != nil {
 		return err
 	}
-	cookie, err := login(ctx, basicURL, cfg.user, sub)
+	cookie, err := weblogin.Login(ctx, basicURL, cfg.user, sub)
 	if err != nil {
-		return fmt.Errorf("logging in to examples/basic: %w\n%s", err, basic.logTail(10))
+		return fmt.Errorf("logging in to examples/basic: %w\n%s", err, basic.LogTail(10))
 	}
 	fmt.Printf("load: bare at %s, examples/basic at %s (logged in as %s)\n", bareURL, basicURL, cfg.user)
 
@@ -238,7 +240,7 @@ func run(cfg *config) (err error) {
 	if err := os.Mkdir(redisDir, 0o700); err != nil {
 		return err
 	}
-	rds, redisAddr, err := ps.startRedis(ctx, cfg.redisServer, redisDir, logDir)
+	rds, redisAddr, err := ps.StartRedis(ctx, cfg.redisServer, redisDir, logDir)
 	if err != nil {
 		return err
 	}
@@ -246,16 +248,16 @@ func run(cfg *config) (err error) {
 	if err != nil {
 		return err
 	}
-	redisCookie, err := login(ctx, redisURL, cfg.user, sub)
+	redisCookie, err := weblogin.Login(ctx, redisURL, cfg.user, sub)
 	if err != nil {
-		return fmt.Errorf("logging in to examples/basic with Redis: %w\n%s", err, basicRedis.logTail(10))
+		return fmt.Errorf("logging in to examples/basic with Redis: %w\n%s", err, basicRedis.LogTail(10))
 	}
 	fmt.Printf("load: examples/basic with REDIS_URL=redis://%s at %s (logged in as %s)\n", redisAddr, redisURL, cfg.user)
 
 	// Same bodies, or the comparison is not fair.
 	for _, c := range []struct{ path, cookie string }{{"me", cookie}, {"private", cookie}, {"", ""}} {
-		_, want, err1 := get(ctx, bareURL+c.path, "")
-		_, got, err2 := get(ctx, basicURL+c.path, c.cookie)
+		_, want, err1 := weblogin.Get(ctx, bareURL+c.path, "")
+		_, got, err2 := weblogin.Get(ctx, basicURL+c.path, c.cookie)
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
@@ -287,7 +289,7 @@ func run(cfg *config) (err error) {
 		targets = append(targets, bareHome,
 			&target{name: "anon", what: "basic, anonymous", path: "/", srv: basic, script: scripts["home"], baseline: bareHome})
 	}
-	urls := map[*proc]string{bare: bareURL, basic: basicURL, basicRedis: redisURL}
+	urls := map[*procs.Proc]string{bare: bareURL, basic: basicURL, basicRedis: redisURL}
 
 	tick := clockTick()
 	wrkLog, err := os.Create(filepath.Join(logDir, "wrk.log"))
@@ -296,15 +298,15 @@ func run(cfg *config) (err error) {
 	}
 	defer wrkLog.Close()
 	measure := func(t *target, d time.Duration, label string) (wrkResult, error) {
-		for _, p := range []*proc{t.srv, t.redis} {
-			if p != nil && !p.alive() {
-				return wrkResult{}, fmt.Errorf("%s has exited:\n%s", p.name, p.logTail(15))
+		for _, p := range []*procs.Proc{t.srv, t.redis} {
+			if p != nil && !p.Alive() {
+				return wrkResult{}, fmt.Errorf("%s has exited:\n%s", p.Name, p.LogTail(15))
 			}
 		}
-		cpu0, _ := cpuTicks(t.srv.pid())
+		cpu0, _ := cpuTicks(t.srv.PID())
 		var rcpu0 int64
 		if t.redis != nil {
-			rcpu0, _ = cpuTicks(t.redis.pid())
+			rcpu0, _ = cpuTicks(t.redis.PID())
 		}
 		url := strings.TrimSuffix(urls[t.srv], "/") + t.path
 		r, out, err := runWrk(ctx, cfg, url, t.script, d)
@@ -312,11 +314,11 @@ func run(cfg *config) (err error) {
 		if err != nil {
 			return r, fmt.Errorf("%s, %s: %w", label, t.name, err)
 		}
-		if cpu1, err := cpuTicks(t.srv.pid()); err == nil {
+		if cpu1, err := cpuTicks(t.srv.PID()); err == nil {
 			r.cpu = time.Duration(cpu1-cpu0) * tick
 		}
 		if t.redis != nil {
-			if rcpu1, err := cpuTicks(t.redis.pid()); err == nil {
+			if rcpu1, err := cpuTicks(t.redis.PID()); err == nil {
 				r.redisCPU = time.Duration(rcpu1-rcpu0) * tick
 			}
 		}
@@ -470,22 +472,6 @@ func moduleRoot(ctx context.Context, goTool string) (string, error) {
 		return "", fmt.Errorf("the working directory is in module %q, not github.com/oidcauth/oidcauth: run from the repository's root, or pass -root", path)
 	}
 	return dir, nil
-}
-
-// cleanEnv is this process's environment without anything that would
-// configure the servers differently from the defaults measured here.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(name, "OIDC_"), strings.HasPrefix(name, "SESSION_"),
-			strings.HasPrefix(name, "REDIS_"), strings.HasPrefix(name, "TOPAZ_"), name == "ADDR":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 func cpuModel() string {

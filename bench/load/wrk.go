@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oidcauth/oidcauth/bench/internal/procs"
 )
 
 // checkScript is the wrk Lua script: every response must be a 200 whose
@@ -116,7 +118,7 @@ func runWrk(ctx context.Context, cfg *config, url, script string, d time.Duratio
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cfg.wrk, args...)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = procs.SysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

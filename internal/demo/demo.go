@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/oidcauth/oidcauth"
@@ -68,8 +70,17 @@ func Config(app net.Addr, hello string) (cfg oidcauth.Config, stop func(), err e
 	return cfg, func() { idp.Close() }, nil
 }
 
-// Serve serves h on ln until ctx ends, then shuts down gracefully.
+// Serve serves h on ln until ctx ends, then shuts down gracefully. With
+// DEBUG_ADDR set it also serves runtime figures on that loopback address;
+// see ServeDebug.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	if addr := os.Getenv("DEBUG_ADDR"); addr != "" {
+		stop, err := ServeDebug(addr)
+		if err != nil {
+			return fmt.Errorf("DEBUG_ADDR: %w", err)
+		}
+		defer stop()
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -86,6 +97,53 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return err
 	}
 	return nil
+}
+
+// ServeDebug serves, on addr (a loopback address such as 127.0.0.1:0, and
+// nothing else), a separate listener for tools such as bench/soak:
+// GET /debug/runtime is {"goroutines","heap_alloc","heap_objects","num_gc"}
+// measured after a garbage collection, GET /debug/goroutines is every
+// goroutine's stack, and GET /debug/heap a heap profile (go tool pprof). It logs its URL ("debug listener" debug_url=...); stop
+// closes it.
+func ServeDebug(addr string) (stop func(), err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("%q is not a loopback address: the debug listener serves this machine only", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if !ln.Addr().(*net.TCPAddr).IP.IsLoopback() {
+		ln.Close()
+		return nil, fmt.Errorf("%q resolved to %s, not a loopback address", addr, ln.Addr())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/runtime", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		WriteJSON(w, http.StatusOK, map[string]uint64{
+			"goroutines": uint64(runtime.NumGoroutine()), "heap_alloc": m.HeapAlloc,
+			"heap_objects": m.HeapObjects, "num_gc": uint64(m.NumGC),
+		})
+	})
+	mux.HandleFunc("GET /debug/goroutines", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_ = pprof.Lookup("goroutine").WriteTo(w, 2)
+	})
+	mux.HandleFunc("GET /debug/heap", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_ = pprof.Lookup("heap").WriteTo(w, 0)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	slog.Info("debug listener (runtime figures, loopback only)", "debug_url", "http://"+ln.Addr().String()+"/debug/runtime")
+	return func() { _ = srv.Close() }, nil
 }
 
 // Me is GET /me of the examples' contract: 200 {"sub","email","name"} with

@@ -1,11 +1,11 @@
-package main
+package procs
 
 import "syscall"
 
-// sysProcAttr puts a child in its own process group, so that a Ctrl-C in
+// SysProcAttr puts a child in its own process group, so that a Ctrl-C in
 // the terminal reaches only this program (which then stops the children by
 // pid, in order), and has the kernel kill it should this program die
 // without cleaning up.
-func sysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

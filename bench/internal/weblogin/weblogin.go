@@ -1,4 +1,7 @@
-package main
+// Package weblogin logs in to examples/basic, through its development
+// provider's login form, over HTTP as a browser does; for bench/load and
+// bench/soak.
+package weblogin
 
 import (
 	"context"
@@ -13,28 +16,28 @@ import (
 	"time"
 )
 
-// login logs username in to the app at base the way a browser does:
+// Login logs username in to the app at base the way a browser does:
 // GET /login, follow the redirect to the development provider, submit its
 // login form (its hidden fields plus user=username), follow the callback
 // back to the app. It returns the Cookie header that carries the session,
 // after checking that it alone makes GET /me answer 200 as that user.
-func login(ctx context.Context, base, username, wantSub string) (string, error) {
+func Login(ctx context.Context, base, username, wantSub string) (string, error) {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		return "", err
 	}
 	client := &http.Client{Jar: jar, Timeout: 20 * time.Second}
 
-	page, pageURL, err := fetch(ctx, client, http.MethodGet, base+"login", nil)
+	page, pageURL, err := Fetch(ctx, client, http.MethodGet, base+"login", nil)
 	if err != nil {
 		return "", fmt.Errorf("GET /login: %w", err)
 	}
-	action, form, err := loginForm(page, pageURL)
+	action, form, err := LoginForm(page, pageURL)
 	if err != nil {
 		return "", fmt.Errorf("the provider's login page (%s): %w", pageURL, err)
 	}
 	form.Set("user", username)
-	_, landed, err := fetch(ctx, client, http.MethodPost, action, form)
+	_, landed, err := Fetch(ctx, client, http.MethodPost, action, form)
 	if err != nil {
 		return "", fmt.Errorf("submitting the login form as %s: %w", username, err)
 	}
@@ -51,7 +54,7 @@ func login(ctx context.Context, base, username, wantSub string) (string, error) 
 		return "", fmt.Errorf("the login set no cookie for %s", u)
 	}
 	cookie := strings.Join(parts, "; ")
-	status, body, err := get(ctx, base+"me", cookie)
+	status, body, err := Get(ctx, base+"me", cookie)
 	if err != nil {
 		return "", err
 	}
@@ -61,9 +64,9 @@ func login(ctx context.Context, base, username, wantSub string) (string, error) 
 	return cookie, nil
 }
 
-// fetch sends one request, following redirects, and requires a 200 at the
+// Fetch sends one request, following redirects, and requires a 200 at the
 // end; it returns the final body and URL.
-func fetch(ctx context.Context, client *http.Client, method, target string, form url.Values) (string, *url.URL, error) {
+func Fetch(ctx context.Context, client *http.Client, method, target string, form url.Values) (string, *url.URL, error) {
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
@@ -91,9 +94,9 @@ func fetch(ctx context.Context, client *http.Client, method, target string, form
 	return string(b), resp.Request.URL, nil
 }
 
-// get sends GET target with exactly the given Cookie header (none when
-// empty) and returns the status and body.
-func get(ctx context.Context, target, cookie string) (int, string, error) {
+// Get sends GET target with exactly the given Cookie header (none when
+// empty), without following redirects, and returns the status and body.
+func Get(ctx context.Context, target, cookie string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return 0, "", err
@@ -119,9 +122,9 @@ var (
 	hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
 )
 
-// loginForm finds the development provider's login form in page: where it
+// LoginForm finds the development provider's login form in page: where it
 // posts to and its hidden fields (the authorization request).
-func loginForm(page string, pageURL *url.URL) (string, url.Values, error) {
+func LoginForm(page string, pageURL *url.URL) (string, url.Values, error) {
 	m := formRE.FindStringSubmatch(page)
 	if m == nil {
 		return "", nil, fmt.Errorf("no login form")

@@ -1,9 +1,11 @@
-package main
+// Package procs starts and stops the processes of bench/load and
+// bench/soak (servers under test, redis-server), each logging to a file,
+// and stops every one of them by its pid on the way out.
+package procs
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,12 +22,12 @@ import (
 	"github.com/oidcauth/oidcauth/internal/testenv"
 )
 
-// proc is a child process: a server under test or redis-server. Its
+// Proc is a child process: a server under test or redis-server. Its
 // output goes to a log file in the run's directory.
-type proc struct {
-	name    string
+type Proc struct {
+	Name    string
+	LogPath string
 	cmd     *exec.Cmd
-	logPath string
 	done    chan struct{} // closed when it has exited
 
 	mu   sync.Mutex
@@ -33,16 +35,16 @@ type proc struct {
 	seen chan struct{} // closed when url is set
 }
 
-// procs are every process the run started; stopAll ends them by pid.
-type procs struct {
+// Procs are every process a run started; StopAll ends them by pid.
+type Procs struct {
 	mu   sync.Mutex
-	list []*proc
+	list []*Proc
 }
 
-// start starts bin with args and env in its own process group (so that a
+// Start starts bin with args and env in its own process group (so that a
 // Ctrl-C reaches only this program, which then stops them in order), with
 // SIGKILL as its parent-death signal where the OS has one.
-func (ps *procs) start(name, bin string, args, env []string, logDir string) (*proc, error) {
+func (ps *Procs) Start(name, bin string, args, env []string, logDir string) (*Proc, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -56,8 +58,8 @@ func (ps *procs) start(name, bin string, args, env []string, logDir string) (*pr
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = sysProcAttr()
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{}), seen: make(chan struct{})}
+	cmd.SysProcAttr = SysProcAttr()
+	p := &Proc{Name: name, cmd: cmd, LogPath: logPath, done: make(chan struct{}), seen: make(chan struct{})}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if err := cmd.Start(); err != nil {
@@ -101,8 +103,8 @@ func (ps *procs) start(name, bin string, args, env []string, logDir string) (*pr
 // `msg="basic: listening" addr=127.0.0.1:43123 open=http://127.0.0.1:43123/`.
 var openRE = regexp.MustCompile(`msg="?[^"]*: listening"? .*\bopen=(http://\S+)`)
 
-// waitURL waits until p has printed the URL it serves.
-func (p *proc) waitURL(ctx context.Context, within time.Duration) (string, error) {
+// WaitURL waits until p has printed the URL it serves.
+func (p *Proc) WaitURL(ctx context.Context, within time.Duration) (string, error) {
 	t := time.NewTimer(within)
 	defer t.Stop()
 	select {
@@ -111,18 +113,19 @@ func (p *proc) waitURL(ctx context.Context, within time.Duration) (string, error
 		defer p.mu.Unlock()
 		return p.url, nil
 	case <-p.done:
-		return "", fmt.Errorf("%s exited at start-up:\n%s", p.name, p.logTail(15))
+		return "", fmt.Errorf("%s exited at start-up:\n%s", p.Name, p.LogTail(15))
 	case <-t.C:
-		return "", fmt.Errorf("%s did not start listening within %v:\n%s", p.name, within, p.logTail(15))
+		return "", fmt.Errorf("%s did not start listening within %v:\n%s", p.Name, within, p.LogTail(15))
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// PID is the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
-// alive reports whether p is still running.
-func (p *proc) alive() bool {
+// Alive reports whether p is still running.
+func (p *Proc) Alive() bool {
 	select {
 	case <-p.done:
 		return false
@@ -131,9 +134,9 @@ func (p *proc) alive() bool {
 	}
 }
 
-// stop ends p by its pid: SIGTERM, then SIGKILL after a few seconds.
-func (p *proc) stop() {
-	if !p.alive() {
+// Stop ends p by its pid: SIGTERM, then SIGKILL after a few seconds.
+func (p *Proc) Stop() {
+	if !p.Alive() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -145,34 +148,41 @@ func (p *proc) stop() {
 	}
 }
 
-// stopAll stops every process, the most recently started first.
-func (ps *procs) stopAll() {
+// StopAll stops every process, the most recently started first.
+func (ps *Procs) StopAll() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for i := len(ps.list) - 1; i >= 0; i-- {
-		ps.list[i].stop()
+		ps.list[i].Stop()
 	}
 	ps.list = nil
 }
 
-func (p *proc) logTail(n int) string {
-	b, _ := os.ReadFile(p.logPath)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+// Log is everything p has printed so far.
+func (p *Proc) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// LogTail is the last n lines p printed, indented.
+func (p *Proc) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
 	return "    " + strings.Join(lines[max(0, len(lines)-n):], "\n    ")
 }
 
-// startRedis starts redis-server on a free loopback port without
+// StartRedis starts redis-server on a free loopback port without
 // persistence, its data in dir and its log in logDir, and waits until the
-// server answering there is this one.
-func (ps *procs) startRedis(ctx context.Context, bin, dir, logDir string) (*proc, string, error) {
+// server answering there is this one. It returns the process and its
+// host:port.
+func (ps *Procs) StartRedis(ctx context.Context, bin, dir, logDir string) (*Proc, string, error) {
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, "", err
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		p, err := ps.start("redis", bin, []string{
+		p, err := ps.Start("redis", bin, []string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no",
 			"--dir", dir, "--daemonize", "no", "--logfile", "",
@@ -182,19 +192,19 @@ func (ps *procs) startRedis(ctx context.Context, bin, dir, logDir string) (*proc
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for lastErr = nil; ; {
-			if redisPID(addr) == p.pid() {
+			if RedisPID(addr) == p.PID() {
 				return p, addr, nil
 			}
-			if !p.alive() {
-				lastErr = fmt.Errorf("redis-server exited at start-up:\n%s", p.logTail(5))
+			if !p.Alive() {
+				lastErr = fmt.Errorf("redis-server exited at start-up:\n%s", p.LogTail(5))
 				break
 			}
 			if ctx.Err() != nil {
 				return nil, "", ctx.Err()
 			}
 			if time.Now().After(deadline) {
-				p.stop()
-				lastErr = fmt.Errorf("redis-server did not answer within 10s:\n%s", p.logTail(5))
+				p.Stop()
+				lastErr = fmt.Errorf("redis-server did not answer within 10s:\n%s", p.LogTail(5))
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -203,8 +213,8 @@ func (ps *procs) startRedis(ctx context.Context, bin, dir, logDir string) (*proc
 	return nil, "", lastErr
 }
 
-// redisPID is the process id of the Redis server answering at addr, or 0.
-func redisPID(addr string) int {
+// RedisPID is the process id of the Redis server answering at addr, or 0.
+func RedisPID(addr string) int {
 	info, err := testenv.Command(addr, "INFO", "server")
 	if err != nil {
 		return 0
@@ -218,7 +228,8 @@ func redisPID(addr string) int {
 	return 0
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port free on loopback a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -227,37 +238,19 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// cpuTicks is utime+stime of pid from /proc/<pid>/stat, in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is parenthesised and may hold spaces.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("malformed /proc stat")
-	}
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return ut + st, nil
-}
-
-// clockTick is the length of one /proc clock tick (USER_HZ).
-func clockTick() time.Duration {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if hz, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && hz > 0 {
-			return time.Second / time.Duration(hz)
+// CleanEnv is this process's environment without anything that would
+// configure the servers under test differently from their defaults
+// (OIDC_*, SESSION_*, REDIS_*, TOPAZ_*, ADDR, DEBUG_ADDR).
+func CleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "OIDC_"), strings.HasPrefix(name, "SESSION_"),
+			strings.HasPrefix(name, "REDIS_"), strings.HasPrefix(name, "TOPAZ_"), name == "ADDR", name == "DEBUG_ADDR":
+			continue
 		}
+		env = append(env, kv)
 	}
-	return 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return env
 }
