@@ -460,6 +460,10 @@ func (a *Auth) finishLogin(w http.ResponseWriter, r *http.Request) (*Session, st
 	}
 	idt, claims, err := a.verifyIDToken(ctx, rawID, tx.Nonce)
 	if err != nil {
+		if keysUnavailable(err) {
+			return nil, "", &Error{Status: http.StatusBadGateway, Code: "idp_keys_unavailable",
+				Message: "The identity provider's signing keys cannot be fetched. Please try again later.", Err: err}
+		}
 		return nil, "", badLogin("invalid_id_token", "The identity provider's ID token is not valid.", err)
 	}
 	if idt.AccessTokenHash != "" {
@@ -762,6 +766,14 @@ func (a *Auth) postLogout(w http.ResponseWriter, r *http.Request) bool {
 	clean.RawQuery = q.Encode()
 	http.Redirect(w, r, clean.RequestURI(), http.StatusFound)
 	return true
+}
+
+// keysUnavailable reports whether a verification failed because the IdP's
+// key set could not be fetched (the IdP failing, not the token being bad).
+// go-oidc wraps that cause as "fetching keys ..." and exports no type for
+// it.
+func keysUnavailable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "fetching keys")
 }
 
 func firstNonEmpty(vals ...string) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,11 +54,10 @@ func newRedisSessionStore(cfg Config, secure bool, now func() time.Time) (Sessio
 // with MarshalBinary, in a redisstore.Store; the cookie carries the signed
 // session id only.
 type redisSessionStore struct {
-	store   *redisstore.Store
-	client  redis.UniversalClient
-	base    http.Cookie
-	now     func() time.Time
-	decoded decodedEntries
+	store  *redisstore.Store
+	client redis.UniversalClient
+	base   http.Cookie
+	now    func() time.Time
 }
 
 // The Redis store ends sessions by sid or subject for back-channel logout,
@@ -83,41 +81,19 @@ func (rs *redisSessionStore) Load(r *http.Request) (*Session, error) {
 		return nil, err
 	}
 	// The store hands back the same Entry while the stored value is
-	// unchanged: decode it once.
-	s := rs.decoded.get(e)
-	if s == nil {
-		s = new(Session)
-		if s.UnmarshalBinary(e.Data) != nil {
-			return nil, nil
-		}
-		rs.decoded.put(e, s)
+	// unchanged: it is decoded once.
+	v, err := e.Decoded(func(b []byte) (any, error) {
+		s := new(Session)
+		return s, s.UnmarshalBinary(b)
+	})
+	if err != nil {
+		return nil, nil
 	}
+	s := v.(*Session)
 	if s.Expired(rs.now()) {
 		return nil, nil
 	}
 	return s, nil
-}
-
-// decodedEntries remembers the Session decoded from each recently loaded
-// Entry (which the store shares while the value in Redis is unchanged).
-type decodedEntries struct {
-	mu sync.RWMutex
-	m  map[*redisstore.Entry]*Session
-}
-
-func (d *decodedEntries) get(e *redisstore.Entry) *Session {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.m[e]
-}
-
-func (d *decodedEntries) put(e *redisstore.Entry, s *Session) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.m == nil || len(d.m) >= maxVerified {
-		d.m = make(map[*redisstore.Entry]*Session) // start over: cheap, and frees stale entries
-	}
-	d.m[e] = s
 }
 
 // Save starts s under a new id and ends the session the request carried,

@@ -104,6 +104,27 @@ type Entry struct {
 	// ExpiresAt is the end of the absolute lifetime (kept to the
 	// millisecond). Zero means Options.MaxAge from now.
 	ExpiresAt time.Time
+
+	memo *entryMemo // set on loaded Entries: see Decoded
+}
+
+type entryMemo struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// Decoded returns decode(e.Data). For an Entry returned by Load it is
+// computed once and shared, like the Entry itself, for as long as the
+// stored value is unchanged: an application decoding its session from
+// Data pays for it once per change, not once per request, and the decoded
+// value is dropped with the Entry.
+func (e *Entry) Decoded(decode func([]byte) (any, error)) (any, error) {
+	if e.memo == nil {
+		return decode(e.Data)
+	}
+	e.memo.once.Do(func() { e.memo.v, e.memo.err = decode(e.Data) })
+	return e.memo.v, e.memo.err
 }
 
 // ErrSessionEnded is returned by Update and by Save (the gorilla/sessions
@@ -437,6 +458,7 @@ func (s *Store) loadKey(ctx context.Context, key string) (*Entry, error) {
 		if e, ok = decodeEntry(plain); !ok {
 			return nil, nil
 		}
+		e.memo = new(entryMemo)
 		s.hot.putEntry(key, value, e)
 	}
 	now := s.now()
@@ -476,6 +498,7 @@ func (s *Store) Delete(ctx context.Context, token string) error {
 
 func (s *Store) deleteID(ctx context.Context, id string) error {
 	key := s.sessionKey(id)
+	s.hot.forget(key)
 	value, err := s.client.GetDel(ctx, key).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil
@@ -542,7 +565,9 @@ func (s *Store) deleteByIndex(ctx context.Context, kind, value string) (int, err
 			continue
 		}
 		for _, m := range members {
-			dels = append(dels, pipe.Del(ctx, s.prefix+"s:"+m)) // one key each: Cluster slots differ
+			key := s.prefix + "s:" + m
+			s.hot.forget(key)
+			dels = append(dels, pipe.Del(ctx, key)) // one key each: Cluster slots differ
 		}
 		// Remove exactly these members: a session added meanwhile stays indexed.
 		args := make([]any, len(members))
@@ -581,8 +606,9 @@ type cachedEntry struct {
 	e     *Entry
 }
 
-// maxHot bounds each map of loadCache.
-const maxHot = 10_000
+// maxHot bounds each map of loadCache: with a typical session of 2-3 KB
+// (sealed value, entry and decoded session: about 7 KB) some 30 MB at most.
+const maxHot = 4096
 
 func (c *loadCache) key(token string) (string, bool) {
 	c.mu.RLock()
@@ -609,6 +635,14 @@ func (c *loadCache) entry(key, value string) *Entry {
 		return ce.e
 	}
 	return nil
+}
+
+// forget drops what is cached for key (a session being deleted), so its
+// tokens do not linger in memory.
+func (c *loadCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
 }
 
 func (c *loadCache) putEntry(key, value string, e *Entry) {

@@ -717,3 +717,38 @@ func TestLock(t *testing.T) {
 		t.Fatalf("Lock with Redis down = %v, %v", ok, err)
 	}
 }
+
+// TestLoadCacheSharesDecodedAndForgetsDeleted: an unchanged session is
+// decoded once, a rewritten one again, and a deleted one leaves nothing
+// (its tokens) behind in memory.
+func TestLoadCacheSharesDecodedAndForgetsDeleted(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(Options{})
+	token := e.create(s, Entry{Data: []byte("v1"), Subject: "alice", SID: "sid-1", ExpiresAt: time.Now().Add(time.Hour)})
+	decodes := 0
+	decode := func(b []byte) (any, error) { decodes++; return string(b), nil }
+	for range 3 {
+		v, _ := e.mustLoad(s, token).Decoded(decode)
+		if v != "v1" {
+			t.Fatalf("decoded %v", v)
+		}
+	}
+	if decodes != 1 {
+		t.Fatalf("an unchanged session was decoded %d times", decodes)
+	}
+	if err := s.Update(context.Background(), token, Entry{Data: []byte("v2"), Subject: "alice", SID: "sid-1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := e.mustLoad(s, token).Decoded(decode); v != "v2" || decodes != 2 {
+		t.Fatalf("after an update: %v (%d decodes)", v, decodes)
+	}
+	if _, err := s.DeleteBySID(context.Background(), "sid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.hot.entries); n != 0 {
+		t.Fatalf("%d cached entries left after the session was deleted", n)
+	}
+	if got, err := s.Load(context.Background(), token); got != nil || err != nil {
+		t.Fatalf("deleted session loaded: %+v %v", got, err)
+	}
+}
