@@ -20,7 +20,12 @@ func benchApp(a *Auth) http.Handler {
 		benchSink = a.Identity(r)
 		io.WriteString(w, "ok")
 	})))
-	mux.HandleFunc("GET /public", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	mux.HandleFunc("GET /public", func(w http.ResponseWriter, r *http.Request) {
+		if u, _ := a.User(r); u != nil { // a public page that greets users
+			io.WriteString(w, "hello ")
+		}
+		io.WriteString(w, "ok")
+	})
 	return a.Handler(mux)
 }
 

@@ -172,8 +172,7 @@ func (a *Auth) Unauthenticated(w http.ResponseWriter, r *http.Request) {
 // User returns the request's signed-in user, or nil for an anonymous
 // request. An error means the session store could not answer.
 func (a *Auth) User(r *http.Request) (*User, error) {
-	s, _ := a.state(r)
-	sess, err := s.session()
+	sess, err := a.Session(r)
 	if sess == nil || err != nil {
 		return nil, err
 	}
@@ -211,6 +210,12 @@ func storeError(err error) *Error {
 // the session store could not answer. The Session is shared: do not modify
 // it.
 func (a *Auth) Session(r *http.Request) (*Session, error) {
+	if s, ok := r.Context().Value(stateKey{}).(*reqState); ok && s.auth == a {
+		return s.session()
+	}
+	if !a.mayHaveSession(r) {
+		return nil, nil // nothing to load: anonymous, at no cost
+	}
 	s, _ := a.state(r)
 	return s.session()
 }
