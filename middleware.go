@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/oidcauth/oidcauth/internal/cookies"
@@ -103,7 +104,7 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 		case a.backchannelPath:
 			a.backchannelLogout(w, r)
 		case a.postLogoutPath:
-			if r.URL.Query().Has("state") && a.postLogout(w, r) {
+			if strings.Contains(r.URL.RawQuery, "state=") && a.postLogout(w, r) {
 				return
 			}
 			_, r = a.state(r)
