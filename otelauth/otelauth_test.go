@@ -339,7 +339,7 @@ func TestObserver(t *testing.T) {
 			"error.type=idp_unavailable," + failure:  1,
 		}, nil},
 		"oidcauth.session.loaded": {"{request}", map[string]float64{
-			"oidcauth.outcome=user,oidcauth.session.store=cookie":      5,
+			"oidcauth.outcome=user,oidcauth.session.store=cookie": 5,
 			// One: a request without a session cookie has nothing to load
 			// and is not counted.
 			"oidcauth.outcome=anonymous,oidcauth.session.store=cookie": 1,
