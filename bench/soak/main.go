@@ -24,8 +24,9 @@
 // server's log, any page or /me served for the wrong user, any hostile
 // request let through, goroutines that do not come back near their start
 // (-goroutine-slack), and a heap that does not come back near its start
-// plus what the Redis store's load caches may keep by design: each
-// session loaded, logged out or not, up to 10,000 (-heap-slack,
+// plus what the Redis store's load caches may keep by design: recently
+// loaded sessions (a logout drops its own) and token-to-key entries, a few
+// thousand at most (-heap-slack,
 // -heap-per-session, -cached-sessions). Every loop is bounded in time and count; every process it
 // starts is stopped by its pid on the way out, also on Ctrl-C.
 package main
@@ -106,7 +107,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.race, "race", false, "build the server with -race and fail on any data race it reports")
 	fs.IntVar(&cfg.goroutineSlack, "goroutine-slack", 12, "goroutines the server may have at the end beyond its start: idle keep-alive\nconnections between the app and its in-process provider (2 each way, 3 goroutines each)")
 	fs.Float64Var(&heapSlackMiB, "heap-slack", 4, "MiB of heap the server may have at the end beyond its start, besides cached sessions\n(connection pools; state kept until it expires: used login states, the provider's grants)")
-	fs.Float64Var(&heapPerSessionKiB, "heap-per-session", 8, "KiB of heap allowed for each session the Redis store's load caches may still hold\n(one per login, logged out or not, up to -cached-sessions)")
+	fs.Float64Var(&heapPerSessionKiB, "heap-per-session", 8, "KiB of heap allowed for each session the Redis store's load caches may still hold\n(recently loaded sessions and token-to-key entries; a logout drops its session)")
 	fs.Int64Var(&cfg.cachedSessions, "cached-sessions", 10_000, "the most sessions the Redis store's load caches hold (redisstore's maxHot, oidcauth's maxVerified)")
 	fs.StringVar(&cfg.redisServer, "redis-server", "redis-server", "the redis-server binary")
 	fs.StringVar(&cfg.logs, "logs", os.Getenv("SOAK_LOGS"), "keep the server's and Redis's logs in this directory (default: a temporary one, removed)")
@@ -348,7 +349,7 @@ func run(cfg *config) (err error) {
 		mib(startFig.HeapAlloc), mib(endFig.HeapAlloc), mib(peak.HeapAlloc), mib(limit.HeapAlloc),
 		mib(cfg.heapSlack), kib(cfg.heapPerSession), cached)
 	if logins > 0 {
-		fmt.Printf("server: heap kept per login %s (the Redis store's caches hold each session, logged out or not, until evicted)\n",
+		fmt.Printf("server: heap kept per login %s (state kept until it expires or is evicted: used login states, token-to-key entries)\n",
 			kib((endFig.HeapAlloc-startFig.HeapAlloc)/min(logins, cfg.cachedSessions)))
 	}
 	fmt.Printf("%s, %d CPUs, %s\n", cpuModel(), runtime.NumCPU(), runtime.Version())
