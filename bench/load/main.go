@@ -25,13 +25,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -172,32 +170,12 @@ func run(cfg *config) (err error) {
 	if timeout == 0 {
 		timeout = 5*time.Minute + time.Duration(nTargets)*(cfg.warmup+time.Duration(cfg.rounds)*(cfg.duration+3*time.Second))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the run took longer than %v", timeout))
-	defer cancel()
-	defer func() {
-		if err != nil && context.Cause(ctx) != nil {
-			err = fmt.Errorf("%w (%v)", err, context.Cause(ctx))
-		}
-	}()
-
-	tmp, err := os.MkdirTemp("", "oidcauth-load-")
+	rn, err := procs.Begin("load", timeout, cfg.logs)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	logDir := tmp
-	if cfg.logs != "" {
-		if logDir, err = filepath.Abs(cfg.logs); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(logDir, 0o755); err != nil {
-			return err
-		}
-	}
-	var ps procs.Procs
-	defer ps.StopAll() // runs before the directory is removed
+	defer func() { err = rn.End(err) }()
+	ctx, tmp, logDir, ps := rn.Ctx, rn.Tmp, rn.LogDir, &rn.Procs
 
 	// Build the servers, without -race, as they would ship.
 	root := cfg.moduleRootOverride

@@ -44,14 +44,12 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/oidcauth/oidcauth/bench/internal/procs"
@@ -160,32 +158,12 @@ func run(cfg *config) (err error) {
 		return fmt.Errorf("%s not found (scripts/soak installs Debian's redis-server): %w", cfg.redisServer, err)
 	}
 	timeout := cfg.duration + 5*time.Minute
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the run took longer than %v", timeout))
-	defer cancel()
-	defer func() {
-		if err != nil && context.Cause(ctx) != nil {
-			err = fmt.Errorf("%w (%v)", err, context.Cause(ctx))
-		}
-	}()
-
-	tmp, err := os.MkdirTemp("", "oidcauth-soak-")
+	rn, err := procs.Begin("soak", timeout, cfg.logs)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	logDir := tmp
-	if cfg.logs != "" {
-		if logDir, err = filepath.Abs(cfg.logs); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(logDir, 0o755); err != nil {
-			return err
-		}
-	}
-	var ps procs.Procs
-	defer ps.StopAll() // before the directory is removed
+	defer func() { err = rn.End(err) }()
+	ctx, tmp, logDir, ps := rn.Ctx, rn.Tmp, rn.LogDir, &rn.Procs
 
 	root := cfg.root
 	if root == "" {

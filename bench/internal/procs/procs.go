@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -253,4 +254,58 @@ func CleanEnv() []string {
 		env = append(env, kv)
 	}
 	return env
+}
+
+// Run is what bench/load and bench/soak set up before starting anything:
+// a context ended by Ctrl-C, SIGTERM, SIGHUP or the run's time limit; a
+// temporary directory for binaries and data; the directory for logs (the
+// temporary one unless a logs directory is asked for); and the processes.
+type Run struct {
+	Ctx    context.Context
+	Tmp    string
+	LogDir string
+	Procs  Procs
+
+	stop, cancel context.CancelFunc
+}
+
+// Begin sets up a Run called name (for the temporary directory) that may
+// take at most timeout, keeping logs in logs when it is not empty. End it
+// with End.
+func Begin(name string, timeout time.Duration, logs string) (*Run, error) {
+	r := &Run{}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	r.Ctx, r.cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the run took longer than %v", timeout))
+	r.stop = stop
+	var err error
+	if r.Tmp, err = os.MkdirTemp("", "oidcauth-"+name+"-"); err != nil {
+		r.End(nil)
+		return nil, err
+	}
+	r.LogDir = r.Tmp
+	if logs != "" {
+		if r.LogDir, err = filepath.Abs(logs); err == nil {
+			err = os.MkdirAll(r.LogDir, 0o755)
+		}
+		if err != nil {
+			r.End(nil)
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// End stops every process by its pid, removes the temporary directory and
+// returns err, with the reason the run's context ended if it did.
+func (r *Run) End(err error) error {
+	r.Procs.StopAll()
+	if r.Tmp != "" {
+		os.RemoveAll(r.Tmp)
+	}
+	if err != nil && context.Cause(r.Ctx) != nil {
+		err = fmt.Errorf("%w (%v)", err, context.Cause(r.Ctx))
+	}
+	r.cancel()
+	r.stop()
+	return err
 }
