@@ -416,65 +416,26 @@ type sent struct {
 	since      time.Time // when the fault began, for String
 }
 
-// load is workers goroutines sending GET /private and GET /me as each of
-// callers in turn, until stop; every request is kept.
-type load struct {
-	stopped chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	sent    []sent
-}
-
-func startLoad(client *http.Client, base string, workers int, callers []*caller) *load {
-	l := &load{stopped: make(chan struct{})}
+// startLoad starts workers goroutines sending GET /private and GET /me as
+// each of callers in turn, until Stop; every request is kept.
+func startLoad(client *http.Client, base string, workers int, callers []*caller) *testenv.Load[sent] {
 	paths := []string{"/private", "/me"}
-	for w := range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			var mine []sent
-			defer func() {
-				l.mu.Lock()
-				l.sent = append(l.sent, mine...)
-				l.mu.Unlock()
-			}()
-			for i := w; i < w+100_000; i++ { // bounded, whatever happens
-				select {
-				case <-l.stopped:
-					return
-				default:
-				}
-				s := sent{caller: callers[i%len(callers)], path: paths[(i/len(callers))%len(paths)], start: time.Now()}
-				req, _ := http.NewRequest("GET", base+s.path, nil)
-				req.Header.Set("Accept", "application/json")
-				if s.caller.cookie != "" {
-					req.Header.Set("Cookie", s.caller.cookie)
-				}
-				resp, err := client.Do(req)
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					s.status, s.body = resp.StatusCode, string(b)
-				}
-				s.err, s.end = err, time.Now()
-				mine = append(mine, s)
-			}
-		}()
-	}
-	return l
-}
-
-// stop stops the load and returns what was sent.
-func (l *load) stop() []sent {
-	select {
-	case <-l.stopped:
-	default:
-		close(l.stopped)
-	}
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.sent
+	return testenv.StartLoad(workers, func(_, i int) sent {
+		s := sent{caller: callers[i%len(callers)], path: paths[(i/len(callers))%len(paths)], start: time.Now()}
+		req, _ := http.NewRequest("GET", base+s.path, nil)
+		req.Header.Set("Accept", "application/json")
+		if s.caller.cookie != "" {
+			req.Header.Set("Cookie", s.caller.cookie)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			s.status, s.body = resp.StatusCode, string(b)
+		}
+		s.err, s.end = err, time.Now()
+		return s
+	})
 }
 
 // rightUser reports whether a 200's body is for s's caller: a stranger
@@ -516,7 +477,7 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 
 	check := testenv.CheckGoroutines(t, client, h.client)
 	l := startLoad(client, app.URL, 8, []*caller{alice, bob, stranger, forged})
-	defer l.stop()
+	defer l.Stop()
 	time.Sleep(time.Second)
 	killing := time.Now()
 	r.Kill()
@@ -530,7 +491,7 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 	})
 	recovered := time.Now()
 	time.Sleep(time.Second)
-	all := l.stop()
+	all := l.Stop()
 
 	var before, during, after, outage503 int
 	var bad []string

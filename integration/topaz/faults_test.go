@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,68 +22,29 @@ type azRequest struct {
 	since      time.Time // when the fault began, for String
 }
 
-// azLoad is workers goroutines sending GET /documents/1 through the app as
-// alice (allowed), bob (denied) and an anonymous client in turn, until
-// stopped; every request is kept.
-type azLoad struct {
-	stopped chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	sent    []azRequest
-}
-
-func startAzLoad(app http.Handler, workers int) *azLoad {
-	l := &azLoad{stopped: make(chan struct{})}
+// startAzLoad starts workers goroutines asking for a document as alice
+// (allowed), bob (denied) and anonymous in turn, until Stop.
+func startAzLoad(app http.Handler, workers int) *testenv.Load[azRequest] {
 	callers := []struct {
 		user string
 		want int
 	}{{"user-alice", 200}, {"user-bob", 403}, {"", 401}}
-	for w := range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			var mine []azRequest
-			defer func() {
-				l.mu.Lock()
-				l.sent = append(l.sent, mine...)
-				l.mu.Unlock()
-			}()
-			for i := w; i < w+100_000; i++ { // bounded, whatever happens
-				select {
-				case <-l.stopped:
-					return
-				default:
-				}
-				c := callers[i%len(callers)]
-				s := azRequest{user: c.user, want: c.want, start: time.Now()}
-				r := httptest.NewRequest("GET", "/documents/1", nil)
-				r.Header.Set("Accept", "application/json")
-				if c.user != "" {
-					r.Header.Set("X-Test-User", c.user)
-				}
-				rec := httptest.NewRecorder()
-				func() {
-					defer func() { s.panicked = recover() }()
-					app.ServeHTTP(rec, r)
-				}()
-				s.status, s.end = rec.Code, time.Now()
-				mine = append(mine, s)
-			}
+	return testenv.StartLoad(workers, func(_, i int) azRequest {
+		c := callers[i%len(callers)]
+		s := azRequest{user: c.user, want: c.want, start: time.Now()}
+		r := httptest.NewRequest("GET", "/documents/1", nil)
+		r.Header.Set("Accept", "application/json")
+		if c.user != "" {
+			r.Header.Set("X-Test-User", c.user)
+		}
+		rec := httptest.NewRecorder()
+		func() {
+			defer func() { s.panicked = recover() }()
+			app.ServeHTTP(rec, r)
 		}()
-	}
-	return l
-}
-
-func (l *azLoad) stop() []azRequest {
-	select {
-	case <-l.stopped:
-	default:
-		close(l.stopped)
-	}
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.sent
+		s.status, s.end = rec.Code, time.Now()
+		return s
+	})
 }
 
 func (s azRequest) String() string {
@@ -113,7 +73,7 @@ func TestFaultAuthorizerKilledUnderLoad(t *testing.T) {
 
 	check := testenv.CheckGoroutines(t)
 	l := startAzLoad(e.app, 8)
-	defer l.stop()
+	defer l.Stop()
 	time.Sleep(time.Second)
 	killing := time.Now()
 	e.topaz.Stop()
@@ -144,7 +104,7 @@ func TestFaultAuthorizerKilledUnderLoad(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	all := l.stop()
+	all := l.Stop()
 
 	var before, during, after int
 	var bad []string
