@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/oidcauth/oidcauth"
+	"github.com/oidcauth/oidcauth/internal/testenv"
 )
 
 // tokenApp is the refresh flow's app: examples/basic has no route calling
@@ -37,7 +37,7 @@ type tokenApp struct {
 	Base     string
 	auth     *oidcauth.Auth
 	userinfo string // the OP's userinfo endpoint
-	log      *syncBuffer
+	log      *testenv.SyncBuffer
 
 	mu     sync.Mutex
 	issued map[string]string // hash -> access token, from /token
@@ -59,7 +59,7 @@ type tokenInfo struct {
 // ends, printing its log if the test failed.
 func startTokenApp(t *testing.T, ln net.Listener, cfg oidcauth.Config) *tokenApp {
 	t.Helper()
-	app := &tokenApp{Base: "http://" + ln.Addr().String(), log: &syncBuffer{}, issued: map[string]string{}}
+	app := &tokenApp{Base: "http://" + ln.Addr().String(), log: &testenv.SyncBuffer{}, issued: map[string]string{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("token app log:\n%s", app.log.String())
@@ -201,22 +201,4 @@ func getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-// syncBuffer is a bytes.Buffer for a logger that several goroutines use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

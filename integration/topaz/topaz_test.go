@@ -1,7 +1,6 @@
 package topaz
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/oidcauth/oidcauth"
+	"github.com/oidcauth/oidcauth/internal/testenv"
 )
 
 // The example's policy and directory, and the tests' additions.
@@ -134,25 +134,8 @@ type env struct {
 	auth   *oidcauth.Auth
 	az     *oidcauth.Authorizer
 	app    http.Handler
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	served atomic.Int64
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t testing.TB, edit func(*oidcauth.AuthorizerConfig)) *env {
@@ -167,7 +150,7 @@ func newEnv(t testing.TB, edit func(*oidcauth.AuthorizerConfig)) *env {
 
 func newEnvAt(t testing.TB, topaz *Server, addr string, edit func(*oidcauth.AuthorizerConfig)) *env {
 	t.Helper()
-	e := &env{t: t, topaz: topaz, logs: new(syncBuffer)}
+	e := &env{t: t, topaz: topaz, logs: new(testenv.SyncBuffer)}
 	iss := testIssuer(t)
 	var err error
 	log := slog.New(slog.NewTextHandler(e.logs, nil))
