@@ -309,6 +309,7 @@ func TestFaultJWKSFailing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, html := range []bool{true, false} {
+		h.later(minKeyRefresh) // each attempt may fetch the keys again
 		h.client = newBrowser()
 		fetches := h.idp.Stats().JWKSFetches
 		accept := "application/json"
@@ -342,6 +343,7 @@ func TestFaultJWKSFailing(t *testing.T) {
 
 	// The endpoint recovers: the new key is fetched and logins work.
 	h.idp.SetMisbehavior(devidp.Misbehavior{})
+	h.later(minKeyRefresh)
 	h.client = newBrowser()
 	if resp := h.login("bob"); resp.StatusCode != http.StatusFound {
 		t.Fatalf("login once the JWKS is back: %d\n%s", resp.StatusCode, h.logs)

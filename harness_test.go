@@ -28,7 +28,8 @@ type harness struct {
 	client *http.Client // a browser: cookie jar, redirects not followed
 	logs   *strings.Builder
 
-	reg devidp.Client // the app's registration at the IdP
+	reg  devidp.Client // the app's registration at the IdP
+	skew time.Duration // see later
 }
 
 type harnessOption struct {
@@ -248,3 +249,14 @@ func reqWithCookiesFor(h *harness, path string) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// later moves the Auth's clock d further ahead (cumulatively): for
+// behaviour that waits, such as the JWKS refresh limit, without sleeping.
+// Tokens and cookies keep real time.
+func (h *harness) later(d time.Duration) {
+	h.skew += d
+	skew := h.skew
+	h.auth.now = func() time.Time { return time.Now().Add(skew) }
+}
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

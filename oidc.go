@@ -216,7 +216,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Auth, error) {
 	}).NewProvider(idpCtx)
 	// One key set, fetched once and refreshed on an unknown kid, serves
 	// ID tokens, logout tokens and bearer tokens alike.
-	keys := oidc.NewRemoteKeySet(idpCtx, meta.JWKSURL)
+	keys := &keySet{url: meta.JWKSURL, client: o.client, now: func() time.Time { return a.now() }}
 	a.verifier = oidc.NewVerifier(meta.Issuer, keys, &oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: algs, Now: o.now})
 	// Logout tokens need not carry exp; it is checked when present.
 	a.logoutVerifier = oidc.NewVerifier(meta.Issuer, keys, &oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: algs, Now: o.now, SkipExpiryCheck: true})
@@ -770,10 +770,10 @@ func (a *Auth) postLogout(w http.ResponseWriter, r *http.Request) bool {
 
 // keysUnavailable reports whether a verification failed because the IdP's
 // key set could not be fetched (the IdP failing, not the token being bad).
-// go-oidc wraps that cause as "fetching keys ..." and exports no type for
-// it.
+// go-oidc's verifier flattens the key set's error into text, hence the
+// second test.
 func keysUnavailable(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "fetching keys")
+	return errors.Is(err, errKeysUnavailable) || err != nil && strings.Contains(err.Error(), errKeysUnavailable.Error())
 }
 
 func firstNonEmpty(vals ...string) string {

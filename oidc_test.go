@@ -177,29 +177,43 @@ func TestKeyRotationRefetchesJWKSOnce(t *testing.T) {
 		t.Fatalf("first login: %d", resp.StatusCode)
 	}
 	before := h.idp.Stats().JWKSFetches
+	fetches := func() int64 { return h.idp.Stats().JWKSFetches - before }
 	if err := h.idp.RotateKey(false); err != nil {
 		t.Fatal(err)
 	}
+	h.later(minKeyRefresh)
 	h.client = newBrowser()
 	if resp := h.login("alice"); resp.StatusCode != http.StatusFound {
 		t.Fatalf("login after rotation: %d: %s", resp.StatusCode, h.logs)
 	}
-	if got := h.idp.Stats().JWKSFetches - before; got != 1 {
+	if got := fetches(); got != 1 {
 		t.Errorf("JWKS fetched %d times after rotation, want 1", got)
 	}
 	// Known keys are not fetched again.
 	h.client = newBrowser()
 	h.login("alice")
-	if got := h.idp.Stats().JWKSFetches - before; got != 1 {
+	if got := fetches(); got != 1 {
 		t.Errorf("JWKS fetched again for a known key (%d fetches)", got)
 	}
-	// An unknown key costs one refetch, then rejection.
+	// An unknown key: rejected, and the JWKS is not fetched again so soon
+	// (forged tokens must not make us hammer the IdP).
 	h.idp.SetMisbehavior(devidp.Misbehavior{UnknownKID: true})
+	for range 3 {
+		h.client = newBrowser()
+		if resp := h.login("alice"); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("unknown kid: %d", resp.StatusCode)
+		}
+	}
+	if got := fetches(); got != 1 {
+		t.Errorf("unknown kids right after a fetch caused %d fetches in all, want 1", got)
+	}
+	// Later, an unknown key costs one refetch, then rejection.
+	h.later(minKeyRefresh)
 	h.client = newBrowser()
 	if resp := h.login("alice"); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("unknown kid: %d", resp.StatusCode)
 	}
-	if got := h.idp.Stats().JWKSFetches - before; got != 2 {
+	if got := fetches(); got != 2 {
 		t.Errorf("an unknown kid caused %d fetches in all, want 2", got)
 	}
 }
