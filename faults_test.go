@@ -352,30 +352,12 @@ func TestFaultJWKSFailing(t *testing.T) {
 	check()
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // faultApp serves a's routes as the examples do: GET /private behind
 // RequireUser ("private for <sub>"), and GET /me answering 200 with the
 // user, 401 without one, and 503 when the session store cannot answer.
 // Its http.Server log (where a handler's panic would be reported) is
 // returned.
-func faultApp(t *testing.T, a *Auth) (*httptest.Server, *lockedBuffer) {
+func faultApp(t *testing.T, a *Auth) (*httptest.Server, *testenv.SyncBuffer) {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle("GET /private", a.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -394,7 +376,7 @@ func faultApp(t *testing.T, a *Auth) (*httptest.Server, *lockedBuffer) {
 		}
 	})
 	srv := httptest.NewUnstartedServer(a.Handler(mux))
-	logs := new(lockedBuffer)
+	logs := new(testenv.SyncBuffer)
 	srv.Config.ErrorLog = log.New(logs, "", 0)
 	srv.Start()
 	t.Cleanup(srv.Close)
