@@ -1,37 +1,19 @@
 package oidcauth
 
 import (
-	"bufio"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/oidcauth/oidcauth/internal/testenv"
 )
 
 // openRedirects is the hostile next values of the redirect corpus.
 func openRedirects(t *testing.T) []string {
-	t.Helper()
-	f, err := os.Open("internal/redirect/testdata/open-redirects.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := sc.Text(); line != "" && !strings.HasPrefix(line, "#") {
-			v, err := strconv.Unquote(line)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		}
-	}
-	return out
+	return testenv.QuotedLines(t, "internal/redirect/testdata/open-redirects.txt")
 }
 
 // sameOrigin asserts that target, as a Location header, keeps a browser on

@@ -1,35 +1,17 @@
 package redirect
 
 import (
-	"bufio"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/oidcauth/oidcauth/internal/testenv"
 )
 
-// Corpus returns the hostile values of testdata/open-redirects.txt.
+// corpus returns the hostile values of testdata/open-redirects.txt.
 func corpus(t testing.TB) []string {
 	t.Helper()
-	f, err := os.Open("testdata/open-redirects.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		v, err := strconv.Unquote(line)
-		if err != nil {
-			t.Fatalf("bad corpus line %q: %v", line, err)
-		}
-		out = append(out, v)
-	}
+	out := testenv.QuotedLines(t, "testdata/open-redirects.txt")
 	if len(out) < 300 {
 		t.Fatalf("corpus has only %d values", len(out))
 	}
